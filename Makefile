@@ -1,0 +1,50 @@
+# Orrery's build entry points. `make demo` and `make test` are what the README promises.
+#
+# libtorch comes from the pinned PyTorch wheel (torch==2.11.0, what tch 0.24 expects) installed into
+# a project-local virtualenv; tch's build script finds it through LIBTORCH_USE_PYTORCH and the
+# venv's python, and orrery-worker carries the torch lib/ folder in its rpath (worker/build.rs),
+# so nothing needs exporting at run time.
+
+VENV        := .venv
+TORCH       := 2.11.0
+TORCH_STAMP := $(VENV)/.torch-$(TORCH)
+
+export LIBTORCH_USE_PYTORCH := 1
+export VIRTUAL_ENV          := $(abspath $(VENV))
+export PATH                 := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup build demo test fmt lint unit clean
+
+setup: $(TORCH_STAMP)
+
+$(TORCH_STAMP):
+	@echo "==> Setting up libtorch: a virtualenv in $(VENV) with torch==$(TORCH) from PyPI."
+	@echo "    The first time this downloads about 3 GB (pip caches it for later set-ups)."
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check --progress-bar on "torch==$(TORCH)" numpy
+	@$(VENV)/bin/python -c "import torch; print('==> torch', torch.__version__, 'ready in', torch.__path__[0])"
+	@touch $@
+
+build: setup
+	@echo "==> Building release binaries (first build compiles libtorch bindings and ~300 crates: several minutes)"
+	cargo build --release --workspace --bins
+
+demo: build
+	@echo "==> Running experiments/stability-cpu.yaml (14 trials) with the local executor"
+	./target/release/orrery --db .orrery/demo.db run experiments/stability-cpu.yaml
+
+fmt:
+	cargo fmt --all -- --check
+
+lint: setup
+	cargo clippy --workspace --all-targets -- -D warnings
+
+unit: setup
+	cargo test --workspace
+
+# Everything CI runs (.ci/run calls exactly this).
+test: setup fmt lint unit
+
+clean:
+	cargo clean
+	rm -rf .orrery

@@ -1,0 +1,42 @@
+//! Orrery's API server: the system of record for experiments, trials and metrics.
+//!
+//! - [`store`]: every database read and write (sea-orm; SQLite now, PostgreSQL next);
+//! - [`routes`]: the axum router (`/api/v1/...`, the HTML pages);
+//! - [`entities`], [`migration`]: the schema.
+
+pub mod entities;
+pub mod html;
+pub mod migration;
+pub mod routes;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use store::{Store, StoreError};
+
+/// Serves the API on `listener` until `shutdown` resolves; in-flight requests are drained.
+pub async fn serve(
+    store: Arc<Store>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, routes::router(store))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Binds `addr` (port 0 picks a free port) and serves in the background; returns the bound address.
+pub async fn spawn(
+    store: Arc<Store>,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let handle = tokio::spawn(async move {
+        if let Err(e) = serve(store, listener, std::future::pending()).await {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    });
+    Ok((bound, handle))
+}

@@ -1,0 +1,43 @@
+//! `orrery-api`: the API server on its own (what a cluster deploys). `orrery serve` runs the same.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "orrery-api", version, about = "Orrery's API server")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "ORRERY_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Database URL (sqlite://PATH?mode=rwc); overrides --db.
+    #[arg(long, env = "ORRERY_DATABASE_URL")]
+    database_url: Option<String>,
+    /// SQLite database file.
+    #[arg(long, env = "ORRERY_DB", default_value = ".orrery/orrery.db")]
+    db: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let store = match &args.database_url {
+        Some(url) => orrery_api::Store::open(url).await?,
+        None => orrery_api::Store::open_sqlite(&args.db).await?,
+    };
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    tracing::info!("Orrery API listening on http://{}", listener.local_addr()?);
+    orrery_api::serve(Arc::new(store), listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down; draining in-flight requests");
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Schema migrations, written once with sea-query so they run on SQLite and PostgreSQL alike.
+
+use sea_orm_migration::prelude::*;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(M0001Init)]
+    }
+}
+
+#[derive(DeriveMigrationName)]
+struct M0001Init;
+
+fn id_col(backend: sea_orm::DatabaseBackend) -> ColumnDef {
+    let mut c = ColumnDef::new(Alias::new("id"));
+    // SQLite only auto-increments an INTEGER PRIMARY KEY (which is 64-bit there).
+    if backend == sea_orm::DatabaseBackend::Sqlite {
+        c.integer();
+    } else {
+        c.big_integer();
+    }
+    c.not_null().auto_increment().primary_key();
+    c
+}
+
+fn text(name: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(name))
+        .text()
+        .not_null()
+        .to_owned()
+}
+fn text_null(name: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(name)).text().null().to_owned()
+}
+fn big(name: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(name))
+        .big_integer()
+        .not_null()
+        .to_owned()
+}
+fn dbl_null(name: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(name)).double().null().to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0001Init {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let backend = m.get_database_backend();
+        m.create_table(
+            Table::create()
+                .table(Alias::new("experiments"))
+                .col(id_col(backend))
+                .col(text("name"))
+                .col(text("workload"))
+                .col(text("phase"))
+                .col(text("objective_metric"))
+                .col(text("goal"))
+                .col(text("spec_yaml"))
+                .col(big("trial_count"))
+                .col(text_null("reason"))
+                .col(text_null("message"))
+                .col(text("created_at"))
+                .col(text("updated_at"))
+                .col(text_null("finished_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("experiments_name")
+                .table(Alias::new("experiments"))
+                .col(Alias::new("name"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(Alias::new("trials"))
+                .col(id_col(backend))
+                .col(big("experiment_id"))
+                .col(big("trial_index"))
+                .col(text("phase"))
+                .col(big("attempts"))
+                .col(text("params_json"))
+                .col(text("config_json"))
+                .col(text_null("message"))
+                .col(text("created_at"))
+                .col(text_null("started_at"))
+                .col(text_null("finished_at"))
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(Alias::new("trials"), Alias::new("experiment_id"))
+                        .to(Alias::new("experiments"), Alias::new("id"))
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("trials_experiment_index")
+                .table(Alias::new("trials"))
+                .col(Alias::new("experiment_id"))
+                .col(Alias::new("trial_index"))
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(Alias::new("metrics"))
+                .col(big("trial_id"))
+                .col(text("name"))
+                .col(big("step"))
+                .col(dbl_null("value"))
+                .col(ColumnDef::new(Alias::new("wall_time")).double().not_null())
+                .primary_key(
+                    Index::create()
+                        .col(Alias::new("trial_id"))
+                        .col(Alias::new("name"))
+                        .col(Alias::new("step")),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(Alias::new("metric_summaries"))
+                .col(big("trial_id"))
+                .col(text("name"))
+                .col(big("count"))
+                .col(big("first_step"))
+                .col(dbl_null("first_value"))
+                .col(big("last_step"))
+                .col(dbl_null("last_value"))
+                .col(dbl_null("min_value"))
+                .col(dbl_null("max_value"))
+                .primary_key(
+                    Index::create()
+                        .col(Alias::new("trial_id"))
+                        .col(Alias::new("name")),
+                )
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for t in ["metric_summaries", "metrics", "trials", "experiments"] {
+            m.drop_table(Table::drop().table(Alias::new(t)).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,198 @@
+//! The REST API (`/api/v1`) and the HTML pages, on one axum router.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use orrery_core::dto::{ErrorBody, IngestResult, MetricBatch, TrialStateUpdate};
+
+use crate::html;
+use crate::store::{Store, StoreError};
+
+/// Largest request body accepted (a spec or a metric batch).
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Every handler error becomes one of these: a status and a JSON body that says what to do.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: error.into(),
+                details: Vec::new(),
+            },
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = match &e {
+            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            StoreError::Conflict(_) => StatusCode::CONFLICT,
+            StoreError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "request failed");
+        }
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub fn router(store: Arc<Store>) -> Router {
+    Router::new()
+        .route("/", get(index_page))
+        .route("/experiments/{id}", get(experiment_page))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/api/v1/experiments",
+            get(list_experiments).post(create_experiment),
+        )
+        .route("/api/v1/experiments/{id}", get(get_experiment))
+        .route("/api/v1/experiments/{id}/trials", get(list_trials))
+        .route("/api/v1/experiments/{id}/leaderboard", get(leaderboard))
+        .route("/api/v1/trials/{id}", get(get_trial))
+        .route("/api/v1/trials/{id}/state", post(set_trial_state))
+        .route(
+            "/api/v1/trials/{id}/metrics",
+            get(metric_history).post(ingest),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(store)
+}
+
+/// The body is the spec's YAML text. A bad spec is refused whole with one detail line per problem.
+async fn create_experiment(
+    State(store): State<Arc<Store>>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the spec must be UTF-8 YAML"))?;
+    let loaded = orrery_core::load_spec(text).map_err(|errs| ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        body: ErrorBody {
+            error: format!("the spec has {} problem(s)", errs.0.len()),
+            details: errs.0.iter().map(|e| e.to_string()).collect(),
+        },
+    })?;
+    let exp = store.create_experiment(text, &loaded).await?;
+    Ok((StatusCode::CREATED, Json(exp)))
+}
+
+async fn list_experiments(State(store): State<Arc<Store>>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(store.list_experiments().await?))
+}
+
+async fn get_experiment(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(store.experiment(id).await?))
+}
+
+async fn list_trials(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(store.trials(id).await?))
+}
+
+async fn leaderboard(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(store.leaderboard(id).await?))
+}
+
+async fn get_trial(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(store.trial(id).await?))
+}
+
+async fn set_trial_state(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+    body: Result<Json<TrialStateUpdate>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Json(u) =
+        body.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
+    Ok(Json(
+        store
+            .set_trial_state(id, u.phase, u.attempts, u.message.as_deref())
+            .await?,
+    ))
+}
+
+async fn ingest(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+    body: Result<Json<MetricBatch>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Json(batch) = body.map_err(|e| match e {
+        axum::extract::rejection::JsonRejection::BytesRejection(b) => {
+            ApiError::new(b.status(), b.body_text())
+        }
+        other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.body_text()),
+    })?;
+    let accepted = store.ingest(id, &batch.points).await?;
+    Ok(Json(IngestResult { accepted }))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    name: String,
+}
+
+async fn metric_history(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+    q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Query(q) = q.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "give the metric as ?name=train/loss",
+        )
+    })?;
+    store.trial(id).await?;
+    Ok(Json(store.metric_history(id, &q.name).await?))
+}
+
+async fn index_page(State(store): State<Arc<Store>>) -> ApiResult<impl IntoResponse> {
+    Ok(Html(html::experiments(&store.list_experiments().await?)))
+}
+
+async fn experiment_page(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    let board = store.leaderboard(id).await?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(html::leaderboard(&board)),
+    )
+        .into_response())
+}

@@ -1,0 +1,589 @@
+//! The store: every read and write of experiments, trials and metrics. The HTTP handlers and the
+//! local executor both go through it, so each rule (idempotent ingest, summaries, transitions) is
+//! written once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use serde_json::Value;
+
+use orrery_core::dto::{
+    ExperimentDto, Leaderboard, LeaderboardRow, MetricPoint, Summary, TrialDto,
+};
+use orrery_core::schedule::{Counts, ExperimentPhase, TrialPhase};
+use orrery_core::spec::{Goal, TrialConfig};
+use orrery_core::LoadedSpec;
+
+use crate::entities::{experiment, metric, summary, trial};
+use crate::migration::Migrator;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Rows per INSERT: well under SQLite's bound-variable limit at five columns a row.
+const INSERT_CHUNK: usize = 1000;
+
+pub struct Store {
+    db: DatabaseConnection,
+    /// SQLite allows one writer; serialising writes here turns "database is locked" into a short wait.
+    write: tokio::sync::Mutex<()>,
+}
+
+fn parse_phase<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T> {
+    s.parse()
+        .map_err(|e: String| StoreError::Invalid(format!("stored phase: {e}")))
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and brings its schema up to date.
+    /// `sqlite://PATH?mode=rwc` for a file; `postgres://...` once PostgreSQL is enabled.
+    pub async fn open(url: &str) -> Result<Store> {
+        let mut opts = ConnectOptions::new(url.to_string());
+        opts.max_connections(8)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(30))
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(opts).await?;
+        Migrator::up(&db, None).await?;
+        Ok(Store {
+            db,
+            write: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// A SQLite file, created with its folder if missing.
+    pub async fn open_sqlite(path: &std::path::Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Invalid(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        Store::open(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Stores a validated spec and its trials, all or nothing.
+    pub async fn create_experiment(&self, yaml: &str, spec: &LoadedSpec) -> Result<ExperimentDto> {
+        let _w = self.write.lock().await;
+        let e = &spec.experiment;
+        let now = now();
+        let txn = self.db.begin().await?;
+        let exp = experiment::ActiveModel {
+            name: Set(e.metadata.name.clone()),
+            workload: Set(e.spec.workload.as_str().to_string()),
+            phase: Set(ExperimentPhase::Pending.as_str().into()),
+            objective_metric: Set(e.spec.objective.metric.clone()),
+            goal: Set(goal_str(e.spec.objective.goal).into()),
+            spec_yaml: Set(yaml.to_string()),
+            trial_count: Set(spec.trials.len() as i64),
+            reason: Set(None),
+            message: Set(None),
+            created_at: Set(now.clone()),
+            updated_at: Set(now.clone()),
+            finished_at: Set(None),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        let mut rows = Vec::with_capacity(spec.trials.len());
+        for t in &spec.trials {
+            let config = t
+                .config()
+                .map_err(|e| StoreError::Invalid(format!("trial {}: {e}", t.index)))?;
+            rows.push(trial::ActiveModel {
+                experiment_id: Set(exp.id),
+                trial_index: Set(t.index as i64),
+                phase: Set(TrialPhase::Pending.as_str().into()),
+                attempts: Set(0),
+                params_json: Set(
+                    serde_json::to_string(&t.assignments).unwrap_or_else(|_| "{}".into())
+                ),
+                config_json: Set(serde_json::to_string(&config).unwrap_or_else(|_| "{}".into())),
+                message: Set(None),
+                created_at: Set(now.clone()),
+                started_at: Set(None),
+                finished_at: Set(None),
+                ..Default::default()
+            });
+        }
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            trial::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        self.experiment(exp.id).await
+    }
+
+    async fn counts(&self, experiment_id: i64) -> Result<Counts> {
+        let phases: Vec<String> = trial::Entity::find()
+            .filter(trial::Column::ExperimentId.eq(experiment_id))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|t| t.phase)
+            .collect();
+        let parsed: Vec<TrialPhase> = phases
+            .iter()
+            .map(|p| parse_phase(p))
+            .collect::<Result<_>>()?;
+        Ok(Counts::of(&parsed))
+    }
+
+    async fn experiment_dto(&self, m: experiment::Model) -> Result<ExperimentDto> {
+        Ok(ExperimentDto {
+            id: m.id,
+            counts: self.counts(m.id).await?,
+            name: m.name,
+            workload: m.workload,
+            phase: parse_phase(&m.phase)?,
+            objective_metric: m.objective_metric,
+            goal: if m.goal == "maximize" {
+                Goal::Maximize
+            } else {
+                Goal::Minimize
+            },
+            message: m.message,
+            created_at: m.created_at,
+            finished_at: m.finished_at,
+        })
+    }
+
+    pub async fn experiment(&self, id: i64) -> Result<ExperimentDto> {
+        let m = experiment::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("experiment {id}")))?;
+        self.experiment_dto(m).await
+    }
+
+    /// An experiment by id, or the newest one with that name.
+    pub async fn find_experiment(&self, id_or_name: &str) -> Result<ExperimentDto> {
+        if let Ok(id) = id_or_name.parse::<i64>() {
+            return self.experiment(id).await;
+        }
+        let m = experiment::Entity::find()
+            .filter(experiment::Column::Name.eq(id_or_name))
+            .order_by_desc(experiment::Column::Id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("experiment \"{id_or_name}\"")))?;
+        self.experiment_dto(m).await
+    }
+
+    pub async fn experiment_spec(&self, id: i64) -> Result<String> {
+        experiment::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(|m| m.spec_yaml)
+            .ok_or_else(|| StoreError::NotFound(format!("experiment {id}")))
+    }
+
+    /// Newest first.
+    pub async fn list_experiments(&self) -> Result<Vec<ExperimentDto>> {
+        let models = experiment::Entity::find()
+            .order_by_desc(experiment::Column::Id)
+            .all(&self.db)
+            .await?;
+        let mut out = Vec::with_capacity(models.len());
+        for m in models {
+            out.push(self.experiment_dto(m).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn set_experiment_phase(
+        &self,
+        id: i64,
+        phase: ExperimentPhase,
+        reason: Option<&str>,
+        message: Option<&str>,
+    ) -> Result<ExperimentDto> {
+        {
+            let _w = self.write.lock().await;
+            let m = experiment::Entity::find_by_id(id)
+                .one(&self.db)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("experiment {id}")))?;
+            let current: ExperimentPhase = parse_phase(&m.phase)?;
+            if current.is_terminal() && current != phase {
+                return Err(StoreError::Conflict(format!(
+                    "experiment {id} is already {current}"
+                )));
+            }
+            let now = now();
+            let mut a: experiment::ActiveModel = m.into();
+            a.phase = Set(phase.as_str().into());
+            a.reason = Set(reason.map(str::to_string));
+            a.message = Set(message.map(str::to_string));
+            a.updated_at = Set(now.clone());
+            if phase.is_terminal() {
+                a.finished_at = Set(Some(now));
+            }
+            a.update(&self.db).await?;
+        }
+        self.experiment(id).await
+    }
+
+    fn trial_dto(m: trial::Model) -> Result<TrialDto> {
+        let params: BTreeMap<String, Value> = serde_json::from_str(&m.params_json)
+            .map_err(|e| StoreError::Invalid(format!("trial {}: stored params: {e}", m.id)))?;
+        let config: TrialConfig = serde_json::from_str(&m.config_json)
+            .map_err(|e| StoreError::Invalid(format!("trial {}: stored config: {e}", m.id)))?;
+        Ok(TrialDto {
+            id: m.id,
+            experiment_id: m.experiment_id,
+            index: m.trial_index,
+            phase: parse_phase(&m.phase)?,
+            attempts: m.attempts.max(0) as u32,
+            params,
+            config,
+            message: m.message,
+            started_at: m.started_at,
+            finished_at: m.finished_at,
+        })
+    }
+
+    pub async fn trial(&self, id: i64) -> Result<TrialDto> {
+        let m = trial::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("trial {id}")))?;
+        Self::trial_dto(m)
+    }
+
+    /// The experiment's trials in index order.
+    pub async fn trials(&self, experiment_id: i64) -> Result<Vec<TrialDto>> {
+        self.experiment(experiment_id).await?;
+        trial::Entity::find()
+            .filter(trial::Column::ExperimentId.eq(experiment_id))
+            .order_by_asc(trial::Column::TrialIndex)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(Self::trial_dto)
+            .collect()
+    }
+
+    /// Moves a trial to `phase`. A terminal trial cannot move again (409), except to the phase it is in.
+    pub async fn set_trial_state(
+        &self,
+        id: i64,
+        phase: TrialPhase,
+        attempts: Option<u32>,
+        message: Option<&str>,
+    ) -> Result<TrialDto> {
+        let _w = self.write.lock().await;
+        let m = trial::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("trial {id}")))?;
+        let current: TrialPhase = parse_phase(&m.phase)?;
+        if current.is_terminal() && current != phase {
+            return Err(StoreError::Conflict(format!(
+                "trial {id} is already {current}; it cannot become {phase}"
+            )));
+        }
+        let now = now();
+        let mut a: trial::ActiveModel = m.into();
+        a.phase = Set(phase.as_str().into());
+        if let Some(n) = attempts {
+            a.attempts = Set(n as i64);
+        }
+        a.message = Set(message.map(str::to_string));
+        if phase == TrialPhase::Running {
+            a.started_at = Set(Some(now.clone()));
+        }
+        if phase.is_terminal() {
+            a.finished_at = Set(Some(now));
+        }
+        Self::trial_dto(a.update(&self.db).await?)
+    }
+
+    /// Stores a batch of points for one trial. Idempotent on `(trial, name, step)`: a point already
+    /// stored is left as it is and not counted twice in the summary. Returns the points accepted.
+    pub async fn ingest(&self, trial_id: i64, points: &[MetricPoint]) -> Result<usize> {
+        for p in points {
+            orrery_core::metrics::check_name(&p.name).map_err(StoreError::Invalid)?;
+            if p.step < 0 {
+                return Err(StoreError::Invalid(format!(
+                    "metric {}: step must be ≥ 0 (got {})",
+                    p.name, p.step
+                )));
+            }
+        }
+        trial::Entity::find_by_id(trial_id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("trial {trial_id}")))?;
+        // Group by name; within a batch the first point for a key wins, as it would across batches.
+        let mut by_name: BTreeMap<&str, BTreeMap<i64, &MetricPoint>> = BTreeMap::new();
+        for p in points {
+            by_name
+                .entry(p.name.as_str())
+                .or_default()
+                .entry(p.step)
+                .or_insert(p);
+        }
+        let _w = self.write.lock().await;
+        let txn = self.db.begin().await?;
+        let names: Vec<String> = by_name.keys().map(|s| s.to_string()).collect();
+        let existing: HashMap<String, summary::Model> = summary::Entity::find()
+            .filter(summary::Column::TrialId.eq(trial_id))
+            .filter(summary::Column::Name.is_in(names))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        for (name, pts) in &by_name {
+            let mut inserted = 0u64;
+            let rows: Vec<metric::ActiveModel> = pts
+                .values()
+                .map(|p| metric::ActiveModel {
+                    trial_id: Set(trial_id),
+                    name: Set(p.name.clone()),
+                    step: Set(p.step),
+                    value: Set(stored_value(p.value)),
+                    wall_time: Set(p.wall_time),
+                })
+                .collect();
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                inserted += metric::Entity::insert_many(chunk.to_vec())
+                    .on_conflict(
+                        OnConflict::columns([
+                            metric::Column::TrialId,
+                            metric::Column::Name,
+                            metric::Column::Step,
+                        ])
+                        .do_nothing()
+                        .to_owned(),
+                    )
+                    .exec_without_returning(&txn)
+                    .await?;
+            }
+            if inserted == 0 {
+                continue;
+            }
+            let merged = merge_summary(
+                trial_id,
+                name,
+                existing.get(*name),
+                pts.values().copied(),
+                inserted as i64,
+            );
+            summary::Entity::insert(merged)
+                .on_conflict(
+                    OnConflict::columns([summary::Column::TrialId, summary::Column::Name])
+                        .update_columns([
+                            summary::Column::Count,
+                            summary::Column::FirstStep,
+                            summary::Column::FirstValue,
+                            summary::Column::LastStep,
+                            summary::Column::LastValue,
+                            summary::Column::MinValue,
+                            summary::Column::MaxValue,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(points.len())
+    }
+
+    /// One metric's points in step order.
+    pub async fn metric_history(&self, trial_id: i64, name: &str) -> Result<Vec<MetricPoint>> {
+        Ok(metric::Entity::find()
+            .filter(metric::Column::TrialId.eq(trial_id))
+            .filter(metric::Column::Name.eq(name))
+            .order_by_asc(metric::Column::Step)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| MetricPoint {
+                name: m.name,
+                step: m.step,
+                value: m.value.unwrap_or(f64::NAN),
+                wall_time: m.wall_time,
+            })
+            .collect())
+    }
+
+    pub async fn summaries(
+        &self,
+        trial_ids: &[i64],
+    ) -> Result<HashMap<i64, BTreeMap<String, Summary>>> {
+        let mut out: HashMap<i64, BTreeMap<String, Summary>> = HashMap::new();
+        for chunk in trial_ids.chunks(500) {
+            for s in summary::Entity::find()
+                .filter(summary::Column::TrialId.is_in(chunk.to_vec()))
+                .all(&self.db)
+                .await?
+            {
+                out.entry(s.trial_id).or_default().insert(
+                    s.name,
+                    Summary {
+                        count: s.count,
+                        first_step: s.first_step,
+                        first: s.first_value.or(Some(f64::NAN)),
+                        last_step: s.last_step,
+                        last: s.last_value.or(Some(f64::NAN)),
+                        min: s.min_value,
+                        max: s.max_value,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Trials ranked by the objective's final value. Trials without a finite objective (diverged,
+    /// failed, not yet reported) come after the ranked ones, in index order.
+    pub async fn leaderboard(&self, experiment_id: i64) -> Result<Leaderboard> {
+        let experiment = self.experiment(experiment_id).await?;
+        let trials = self.trials(experiment_id).await?;
+        let ids: Vec<i64> = trials.iter().map(|t| t.id).collect();
+        let mut summaries = self.summaries(&ids).await?;
+        let mut rows: Vec<LeaderboardRow> = trials
+            .into_iter()
+            .map(|t| {
+                let summaries = summaries.remove(&t.id).unwrap_or_default();
+                let objective = summaries
+                    .get(&experiment.objective_metric)
+                    .and_then(|s| s.last);
+                LeaderboardRow {
+                    rank: None,
+                    trial_id: t.id,
+                    index: t.index,
+                    phase: t.phase,
+                    params: t.params,
+                    objective,
+                    summaries,
+                }
+            })
+            .collect();
+        let goal = experiment.goal;
+        let ranked =
+            |r: &LeaderboardRow| r.objective.filter(|v| v.is_finite() && r.phase.is_result());
+        rows.sort_by(|a, b| match (ranked(a), ranked(b)) {
+            (Some(x), Some(y)) => {
+                let ord = x.total_cmp(&y);
+                let ord = if goal == Goal::Maximize {
+                    ord.reverse()
+                } else {
+                    ord
+                };
+                ord.then(a.index.cmp(&b.index))
+            }
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.index.cmp(&b.index),
+        });
+        let mut rank = 0;
+        for r in &mut rows {
+            if ranked(r).is_some() {
+                rank += 1;
+                r.rank = Some(rank);
+            }
+        }
+        Ok(Leaderboard { experiment, rows })
+    }
+
+    /// Number of stored points of a trial (tests and diagnostics).
+    pub async fn count_points(&self, trial_id: i64) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(metric::Entity::find()
+            .filter(metric::Column::TrialId.eq(trial_id))
+            .count(&self.db)
+            .await?)
+    }
+}
+
+fn goal_str(g: Goal) -> &'static str {
+    match g {
+        Goal::Minimize => "minimize",
+        Goal::Maximize => "maximize",
+    }
+}
+
+/// SQLite turns NaN into NULL anyway; doing it here makes both databases agree. ±inf are kept.
+fn stored_value(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v)
+}
+
+fn merge_summary<'a>(
+    trial_id: i64,
+    name: &str,
+    old: Option<&summary::Model>,
+    points: impl Iterator<Item = &'a MetricPoint>,
+    inserted: i64,
+) -> summary::ActiveModel {
+    let mut s = old.cloned().unwrap_or(summary::Model {
+        trial_id,
+        name: name.to_string(),
+        count: 0,
+        first_step: i64::MAX,
+        first_value: None,
+        last_step: i64::MIN,
+        last_value: None,
+        min_value: None,
+        max_value: None,
+    });
+    for p in points {
+        let v = stored_value(p.value);
+        if p.step < s.first_step {
+            s.first_step = p.step;
+            s.first_value = v;
+        }
+        if p.step > s.last_step {
+            s.last_step = p.step;
+            s.last_value = v;
+        }
+        if let Some(x) = v.filter(|x| x.is_finite()) {
+            s.min_value = Some(s.min_value.map_or(x, |m| m.min(x)));
+            s.max_value = Some(s.max_value.map_or(x, |m| m.max(x)));
+        }
+    }
+    s.count += inserted;
+    summary::ActiveModel {
+        trial_id: Set(s.trial_id),
+        name: Set(s.name),
+        count: Set(s.count),
+        first_step: Set(s.first_step),
+        first_value: Set(s.first_value),
+        last_step: Set(s.last_step),
+        last_value: Set(s.last_value),
+        min_value: Set(s.min_value),
+        max_value: Set(s.max_value),
+    }
+}

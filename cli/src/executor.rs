@@ -1,0 +1,386 @@
+//! The local executor: carries out the scheduling core's decisions with `orrery-worker` processes.
+//!
+//! Each trial gets a folder `<workdir>/<experiment>/trial-<index>/` holding its checkpoint, its
+//! metric spill file and one log per attempt; a retry runs in the same folder and so resumes from
+//! the checkpoint. Workers run in their own process group, so a terminal's Ctrl-C reaches only this
+//! process, which then cancels them itself and marks their trials `Cancelled`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+use orrery_api::Store;
+use orrery_core::schedule::{
+    apply, decide, on_outcome, Action, ExperimentPhase, Outcome, Policy, TrialPhase, TrialState,
+};
+
+/// Exit codes of `orrery-worker` (kept in step with `orrery_worker::exit`).
+const EXIT_DIVERGED: i32 = 3;
+
+pub struct Options {
+    pub api_url: String,
+    pub workdir: PathBuf,
+    pub worker_bin: PathBuf,
+    pub device: String,
+    /// libtorch threads per worker.
+    pub threads: usize,
+    pub policy: Policy,
+    /// Set by the Ctrl-C handler.
+    pub cancel: Arc<AtomicBool>,
+}
+
+enum Event {
+    Progress {
+        trial: usize,
+        step: u64,
+        steps: u64,
+        loss: Option<f64>,
+    },
+    Exited {
+        trial: usize,
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+}
+
+struct Running {
+    pid: u32,
+    bar: ProgressBar,
+    cancel_sent: bool,
+}
+
+fn say(mp: &MultiProgress, msg: String) {
+    if mp.is_hidden() {
+        eprintln!("{msg}");
+    } else {
+        let _ = mp.println(msg);
+    }
+}
+
+/// Finds `orrery-worker`: `ORRERY_WORKER_BIN`, else next to this executable.
+pub fn worker_binary() -> Result<PathBuf, String> {
+    if let Ok(p) = std::env::var("ORRERY_WORKER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate this executable: {e}"))?;
+    let candidate = exe.with_file_name("orrery-worker");
+    if candidate.exists() {
+        Ok(candidate)
+    } else {
+        Err(format!(
+            "orrery-worker not found next to {}; build it (`make build`) or set ORRERY_WORKER_BIN",
+            exe.display()
+        ))
+    }
+}
+
+/// Delivers a trial's leftover spill file (points its worker could not send) straight to the store.
+async fn replay_spill(store: &Store, trial_id: i64, dir: &Path) {
+    let path = dir.join("metrics-spill.jsonl");
+    match orrery_core::spill::read(&path) {
+        Ok(points) if !points.is_empty() => match store.ingest(trial_id, &points).await {
+            Ok(n) => {
+                tracing::info!(trial_id, points = n, "replayed the worker's spill file");
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(e) => tracing::error!(trial_id, error = %e, "cannot replay {}", path.display()),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::error!(trial_id, error = %e, "cannot read {}", path.display()),
+    }
+}
+
+fn spawn_worker(
+    opts: &Options,
+    trial: usize,
+    trial_id: i64,
+    attempt: u32,
+    dir: &Path,
+    events: mpsc::UnboundedSender<Event>,
+) -> std::io::Result<u32> {
+    std::fs::create_dir_all(dir)?;
+    let log = std::fs::File::create(dir.join(format!("attempt-{attempt}.log")))?;
+    let mut child = tokio::process::Command::new(&opts.worker_bin)
+        .arg("--progress")
+        .env("ORRERY_API_URL", &opts.api_url)
+        .env("ORRERY_TRIAL_ID", trial_id.to_string())
+        .env("ORRERY_WORKDIR", dir)
+        .env("ORRERY_DEVICE", &opts.device)
+        .env("ORRERY_THREADS", opts.threads.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().unwrap_or(0);
+    let stdout = child.stdout.take();
+    tokio::spawn(async move {
+        if let Some(out) = stdout {
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v["event"] == "progress" {
+                        let _ = events.send(Event::Progress {
+                            trial,
+                            step: v["step"].as_u64().unwrap_or(0),
+                            steps: v["steps"].as_u64().unwrap_or(0),
+                            loss: v["loss"].as_f64(),
+                        });
+                    }
+                }
+            }
+        }
+        let status = child.wait().await;
+        use std::os::unix::process::ExitStatusExt;
+        let (code, signal) = match status {
+            Ok(s) => (s.code(), s.signal()),
+            Err(_) => (None, None),
+        };
+        let _ = events.send(Event::Exited {
+            trial,
+            code,
+            signal,
+        });
+    });
+    Ok(pid)
+}
+
+/// Runs every trial of experiment `exp_id` to a terminal state and returns the experiment's phase.
+pub async fn run(
+    store: Arc<Store>,
+    exp_id: i64,
+    opts: Options,
+) -> Result<ExperimentPhase, orrery_api::StoreError> {
+    let trials = store.trials(exp_id).await?;
+    let ids: Vec<i64> = trials.iter().map(|t| t.id).collect();
+    let labels: Vec<String> = trials
+        .iter()
+        .map(|t| {
+            t.params
+                .iter()
+                .map(|(k, v)| format!("{}={v}", k.rsplit('.').next().unwrap_or(k)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let mut states: Vec<TrialState> = trials
+        .iter()
+        .map(|t| TrialState {
+            phase: t.phase,
+            attempts: t.attempts,
+        })
+        .collect();
+    let exp_dir = opts.workdir.join(exp_id.to_string());
+    let trial_dir = |i: usize| exp_dir.join(format!("trial-{i}"));
+
+    let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+    let overall = mp.add(ProgressBar::new(states.len() as u64));
+    overall.set_style(
+        ProgressStyle::with_template(
+            "{prefix:.bold} [{bar:30}] {pos}/{len} trials done  {elapsed_precise}  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    overall.set_prefix("experiment");
+    let trial_style =
+        ProgressStyle::with_template("  trial {prefix:>3} [{bar:20}] {pos:>5}/{len} steps  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let mut running: HashMap<usize, Running> = HashMap::new();
+    let mut started_any = false;
+
+    loop {
+        let cancel = opts.cancel.load(Ordering::SeqCst);
+        for action in decide(&opts.policy, &states, cancel) {
+            match action {
+                Action::Start { trial, attempt } => {
+                    let dir = trial_dir(trial);
+                    let pid =
+                        match spawn_worker(&opts, trial, ids[trial], attempt, &dir, tx.clone()) {
+                            Ok(pid) => pid,
+                            Err(e) => {
+                                say(
+                                    &mp,
+                                    format!(
+                                        "trial {trial}: cannot start {}: {e}",
+                                        opts.worker_bin.display()
+                                    ),
+                                );
+                                states[trial] =
+                                    apply(states[trial], &Action::Start { trial, attempt });
+                                states[trial] = on_outcome(
+                                    &opts.policy,
+                                    states[trial],
+                                    &Outcome::AttemptFailed,
+                                );
+                                store
+                                    .set_trial_state(
+                                        ids[trial],
+                                        states[trial].phase,
+                                        Some(attempt),
+                                        Some(&format!("cannot start the worker: {e}")),
+                                    )
+                                    .await?;
+                                continue;
+                            }
+                        };
+                    if !started_any {
+                        started_any = true;
+                        store
+                            .set_experiment_phase(exp_id, ExperimentPhase::Running, None, None)
+                            .await?;
+                    }
+                    states[trial] = apply(states[trial], &action);
+                    store
+                        .set_trial_state(ids[trial], TrialPhase::Running, Some(attempt), None)
+                        .await?;
+                    let bar = mp.add(ProgressBar::new(0));
+                    bar.set_style(trial_style.clone());
+                    bar.set_prefix(trial.to_string());
+                    let retry = if attempt > 1 {
+                        format!(" (attempt {attempt})")
+                    } else {
+                        String::new()
+                    };
+                    bar.set_message(format!("{}{retry}", labels[trial]));
+                    running.insert(
+                        trial,
+                        Running {
+                            pid,
+                            bar,
+                            cancel_sent: false,
+                        },
+                    );
+                }
+                Action::Cancel { trial } => {
+                    if states[trial].phase == TrialPhase::Pending {
+                        states[trial] = apply(states[trial], &action);
+                        store
+                            .set_trial_state(
+                                ids[trial],
+                                TrialPhase::Cancelled,
+                                None,
+                                Some("cancelled before it started"),
+                            )
+                            .await?;
+                        overall.inc(1);
+                    } else if let Some(r) = running.get_mut(&trial) {
+                        if !r.cancel_sent {
+                            r.cancel_sent = true;
+                            // SAFETY: kill(2) on a pid we spawned; no memory is involved.
+                            unsafe {
+                                libc::kill(r.pid as i32, libc::SIGTERM);
+                            }
+                        }
+                    }
+                }
+                Action::Finish {
+                    phase,
+                    reason,
+                    message,
+                } => {
+                    overall.finish_with_message(format!("{phase}: {message}"));
+                    store
+                        .set_experiment_phase(exp_id, phase, Some(reason), Some(&message))
+                        .await?;
+                    let _ = mp.clear();
+                    return Ok(phase);
+                }
+            }
+        }
+
+        let event = tokio::select! {
+            e = rx.recv() => e,
+            _ = tokio::time::sleep(Duration::from_millis(300)) => None,
+        };
+        match event {
+            Some(Event::Progress {
+                trial,
+                step,
+                steps,
+                loss,
+            }) => {
+                if let Some(r) = running.get(&trial) {
+                    r.bar.set_length(steps);
+                    r.bar.set_position(step);
+                    let loss = loss
+                        .map(|l| format!("loss {l:.3}"))
+                        .unwrap_or_else(|| "loss NaN".into());
+                    r.bar.set_message(format!("{}  {loss}", labels[trial]));
+                }
+            }
+            Some(Event::Exited {
+                trial,
+                code,
+                signal,
+            }) => {
+                let cancelled = running.get(&trial).is_some_and(|r| r.cancel_sent);
+                if let Some(r) = running.remove(&trial) {
+                    r.bar.finish_and_clear();
+                    mp.remove(&r.bar);
+                }
+                let (outcome, message) = match (code, signal) {
+                    _ if cancelled => (Outcome::Cancelled, "cancelled".to_string()),
+                    (Some(0), _) => (Outcome::Succeeded, String::new()),
+                    (Some(EXIT_DIVERGED), _) => (
+                        Outcome::Diverged,
+                        "loss diverged (see the attempt log)".into(),
+                    ),
+                    (Some(c), _) => (
+                        Outcome::AttemptFailed,
+                        format!("worker exited with code {c}"),
+                    ),
+                    (None, Some(s)) => (
+                        Outcome::AttemptFailed,
+                        format!("worker killed by signal {s}"),
+                    ),
+                    (None, None) => (Outcome::AttemptFailed, "worker vanished".into()),
+                };
+                replay_spill(&store, ids[trial], &trial_dir(trial)).await;
+                let before = states[trial];
+                states[trial] = on_outcome(&opts.policy, before, &outcome);
+                let phase = states[trial].phase;
+                let msg = (!message.is_empty()).then_some(message.as_str());
+                store
+                    .set_trial_state(ids[trial], phase, Some(before.attempts), msg)
+                    .await?;
+                let log = trial_dir(trial).join(format!("attempt-{}.log", before.attempts));
+                match phase {
+                    TrialPhase::Pending => say(
+                        &mp,
+                        format!(
+                            "trial {trial} [{}]: {message}; retrying (log: {})",
+                            labels[trial],
+                            log.display()
+                        ),
+                    ),
+                    TrialPhase::Failed => say(
+                        &mp,
+                        format!(
+                            "trial {trial} [{}] failed: {message} (log: {})",
+                            labels[trial],
+                            log.display()
+                        ),
+                    ),
+                    p => say(&mp, format!("trial {trial} [{}] {p}", labels[trial])),
+                }
+                if phase.is_terminal() {
+                    overall.inc(1);
+                }
+            }
+            None => {}
+        }
+        if opts.cancel.load(Ordering::SeqCst) {
+            overall.set_message("cancelling…");
+        }
+    }
+}

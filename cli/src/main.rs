@@ -1,0 +1,304 @@
+//! `orrery`: the researcher's entry point.
+//!
+//! `orrery run SPEC` validates the spec, records it in the local SQLite database, serves the API on
+//! a loopback port for the workers, runs every trial as a local `orrery-worker` process and prints
+//! the leaderboard. `serve`, `ls`, `show` and `validate` work on the same database.
+
+mod executor;
+mod table;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use orrery_api::Store;
+use orrery_core::analysis;
+use orrery_core::dto::Leaderboard;
+use orrery_core::schedule::{ExperimentPhase, Policy};
+
+#[derive(Parser)]
+#[command(
+    name = "orrery",
+    version,
+    about = "Run ML research experiments locally or on Kubernetes"
+)]
+struct Cli {
+    /// SQLite database file.
+    #[arg(
+        long,
+        global = true,
+        env = "ORRERY_DB",
+        default_value = ".orrery/orrery.db"
+    )]
+    db: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an experiment spec on this machine.
+    Run {
+        spec: PathBuf,
+        /// Trials at once (default: the spec's `parallelism`).
+        #[arg(long)]
+        parallel: Option<u32>,
+        /// Folder for trial checkpoints, spill files and logs.
+        #[arg(long, env = "ORRERY_WORKDIR", default_value = ".orrery/runs")]
+        workdir: PathBuf,
+        /// auto | cpu | cuda | cuda:N
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Leaderboard rows to print at the end.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+    },
+    /// Serve the API and the leaderboard pages.
+    Serve {
+        #[arg(long, env = "ORRERY_ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+    },
+    /// List experiments.
+    Ls,
+    /// Show an experiment (by id or name): status, leaderboard, analysis.
+    Show {
+        experiment: String,
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// Print the leaderboard as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a spec and print how many trials it expands to.
+    Validate { spec: PathBuf },
+}
+
+/// Exit code for a rejected spec (and other bad input).
+const EXIT_INVALID: u8 = 2;
+
+fn read_spec(path: &PathBuf) -> Result<(String, orrery_core::LoadedSpec), ExitCode> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            return Err(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    match orrery_core::load_spec(&text) {
+        Ok(l) => Ok((text, l)),
+        Err(errs) => {
+            eprintln!(
+                "{}: the spec has {} problem(s):",
+                path.display(),
+                errs.0.len()
+            );
+            for e in &errs.0 {
+                eprintln!("  {}:{e}", path.display());
+            }
+            Err(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}
+
+fn print_results(board: &Leaderboard, top: usize) {
+    println!("{}", table::leaderboard(board, top));
+    if board.experiment.workload == "stability" {
+        let lrs = analysis::lr_sensitivity(&analysis::lr_runs(board));
+        if lrs.is_empty() {
+            println!("\nLR sensitivity: needs a sweep over training.lr with at least two values.");
+        } else {
+            println!(
+                "\nLR sensitivity per configuration (Wortsman et al. 2023; lower is more robust):"
+            );
+            println!("{}", table::lr_sensitivity(&lrs));
+        }
+    }
+}
+
+async fn open_store(db: &PathBuf) -> anyhow::Result<Store> {
+    Store::open_sqlite(db)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", db.display()))
+}
+
+async fn cmd_run(
+    db: &PathBuf,
+    spec: &PathBuf,
+    parallel: Option<u32>,
+    workdir: PathBuf,
+    device: String,
+    top: usize,
+) -> anyhow::Result<ExitCode> {
+    let (text, loaded) = match read_spec(spec) {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    let worker_bin = match executor::worker_binary() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let store = Arc::new(open_store(db).await?);
+    let exp = store.create_experiment(&text, &loaded).await?;
+    let (addr, _server) = orrery_api::spawn(store.clone(), "127.0.0.1:0".parse()?).await?;
+    let mut policy = Policy::from_spec(&loaded.experiment.spec);
+    if let Some(p) = parallel {
+        policy.parallelism = p.max(1);
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let threads = (cores / policy.parallelism as usize).max(1);
+    eprintln!(
+        "experiment {} \"{}\": {} trials, {} at a time, {} thread(s) each; API and pages at http://{addr}/experiments/{}",
+        exp.id,
+        exp.name,
+        loaded.trials.len(),
+        policy.parallelism,
+        threads,
+        exp.id
+    );
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ncancelling: stopping running trials (Ctrl-C again to abort at once)");
+                cancel.store(true, Ordering::SeqCst);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
+    let opts = executor::Options {
+        api_url: format!("http://{addr}"),
+        workdir,
+        worker_bin,
+        device,
+        threads,
+        policy,
+        cancel,
+    };
+    let started = std::time::Instant::now();
+    let phase = executor::run(store.clone(), exp.id, opts).await?;
+    let board = store.leaderboard(exp.id).await?;
+    println!(
+        "\nexperiment {} \"{}\" {phase} in {:.0}s: {}",
+        exp.id,
+        exp.name,
+        started.elapsed().as_secs_f64(),
+        board.experiment.message.clone().unwrap_or_default()
+    );
+    print_results(&board, top);
+    Ok(match phase {
+        ExperimentPhase::Succeeded => ExitCode::SUCCESS,
+        ExperimentPhase::Cancelled => ExitCode::from(130),
+        _ => ExitCode::FAILURE,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { spec } => match read_spec(&spec) {
+            Ok((_, l)) => {
+                println!(
+                    "{}: valid; {} \"{}\" expands to {} trial(s)",
+                    spec.display(),
+                    l.experiment.spec.workload.as_str(),
+                    l.experiment.metadata.name,
+                    l.trials.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(code) => Ok(code),
+        },
+        Command::Run {
+            spec,
+            parallel,
+            workdir,
+            device,
+            top,
+        } => cmd_run(&cli.db, &spec, parallel, workdir, device, top).await,
+        Command::Serve { addr } => {
+            let store = Arc::new(open_store(&cli.db).await?);
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            eprintln!(
+                "Orrery API and leaderboard at http://{}/ (database {})",
+                listener.local_addr()?,
+                cli.db.display()
+            );
+            orrery_api::serve(store, listener, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ls => {
+            let store = open_store(&cli.db).await?;
+            let list = store.list_experiments().await?;
+            if list.is_empty() {
+                println!(
+                    "no experiments in {}; run one with `orrery run SPEC`",
+                    cli.db.display()
+                );
+            } else {
+                println!("{}", table::experiments(&list));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show {
+            experiment,
+            top,
+            json,
+        } => {
+            let store = open_store(&cli.db).await?;
+            let exp = match store.find_experiment(&experiment).await {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!(
+                        "error: {e}; `orrery ls` lists the experiments in {}",
+                        cli.db.display()
+                    );
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                }
+            };
+            let board = store.leaderboard(exp.id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&board)?);
+            } else {
+                let c = exp.counts;
+                println!(
+                    "experiment {} \"{}\" ({}): {}, {}/{} trials done ({} succeeded, {} diverged, {} failed, {} cancelled){}",
+                    exp.id,
+                    exp.name,
+                    exp.workload,
+                    exp.phase,
+                    c.done(),
+                    c.total,
+                    c.succeeded,
+                    c.diverged,
+                    c.failed,
+                    c.cancelled,
+                    exp.message.map(|m| format!(": {m}")).unwrap_or_default()
+                );
+                print_results(&board, top);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Terminal tables: the leaderboard, the experiment list and LR sensitivity.
+
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, Table};
+
+use orrery_core::analysis::LrSensitivity;
+use orrery_core::dto::{ExperimentDto, Leaderboard};
+
+pub fn fmt_value(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x:.4}"),
+        Some(x) => x.to_string(),
+        None => "—".into(),
+    }
+}
+
+fn new_table(header: Vec<String>) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(header);
+    t
+}
+
+pub fn experiments(list: &[ExperimentDto]) -> String {
+    let mut t = new_table(
+        [
+            "id", "name", "workload", "phase", "done", "failed", "created",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    for e in list {
+        t.add_row(vec![
+            e.id.to_string(),
+            e.name.clone(),
+            e.workload.clone(),
+            e.phase.to_string(),
+            format!("{}/{}", e.counts.done(), e.counts.total),
+            e.counts.failed.to_string(),
+            e.created_at.clone(),
+        ]);
+    }
+    t.to_string()
+}
+
+/// The leaderboard, best first; `limit` rows at most.
+pub fn leaderboard(board: &Leaderboard, limit: usize) -> String {
+    let mut params: Vec<String> = board
+        .rows
+        .iter()
+        .flat_map(|r| r.params.keys().cloned())
+        .collect();
+    params.sort();
+    params.dedup();
+    let mut header: Vec<String> = vec!["rank".into(), "trial".into(), "phase".into()];
+    header.extend(params.iter().cloned());
+    header.push(board.experiment.objective_metric.clone());
+    let mut t = new_table(header);
+    for r in board.rows.iter().take(limit) {
+        let mut row: Vec<Cell> = vec![
+            Cell::new(r.rank.map(|x| x.to_string()).unwrap_or_else(|| "—".into())),
+            Cell::new(r.index),
+            Cell::new(r.phase),
+        ];
+        for p in &params {
+            row.push(Cell::new(
+                r.params.get(p).map(|v| v.to_string()).unwrap_or_default(),
+            ));
+        }
+        row.push(Cell::new(fmt_value(r.objective)));
+        t.add_row(row);
+    }
+    let mut out = t.to_string();
+    if board.rows.len() > limit {
+        out.push_str(&format!("\n… {} more trials", board.rows.len() - limit));
+    }
+    out
+}
+
+pub fn lr_sensitivity(rows: &[LrSensitivity]) -> String {
+    let mut t = new_table(
+        [
+            "configuration",
+            "LR sensitivity",
+            "best lr",
+            "best loss",
+            "ℓ₀",
+            "loss by lr (clipped at ℓ₀)",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    for r in rows {
+        let curve: Vec<String> = r
+            .curve
+            .iter()
+            .map(|p| format!("{:.0e}:{:.3}", p.lr, p.loss))
+            .collect();
+        t.add_row(vec![
+            r.config.clone(),
+            format!("{:.4}", r.lr_sensitivity),
+            format!("{:.0e}", r.best_lr),
+            format!("{:.4}", r.best_loss),
+            format!("{:.4}", r.initial_loss),
+            curve.join("  "),
+        ]);
+    }
+    t.to_string()
+}

@@ -1,0 +1,107 @@
+//! A small blocking HTTP client for the API, used by workers (which have no async runtime).
+
+use std::time::Duration;
+
+use crate::dto::{ErrorBody, IngestResult, MetricBatch, TrialDto};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The API could not be reached or did not answer: worth retrying.
+    #[error("API unreachable at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    /// The API answered with an error status.
+    #[error("API answered {status} for {url}: {message}")]
+    Status {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("API answer from {url} could not be read: {message}")]
+    Decode { url: String, message: String },
+}
+
+impl ClientError {
+    /// True for errors a retry may cure (network, 5xx, 429); false for a request the API refused.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => true,
+            ClientError::Status { status, .. } => *status >= 500 || *status == 429,
+            ClientError::Decode { .. } => false,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ApiClient {
+    base: String,
+    agent: ureq::Agent,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build();
+        ApiClient {
+            base: base.trim_end_matches('/').to_string(),
+            agent,
+            token,
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: &str, path: &str) -> (String, ureq::Request) {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.agent.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        (url, req)
+    }
+
+    fn finish<T: serde::de::DeserializeOwned>(
+        url: String,
+        r: Result<ureq::Response, ureq::Error>,
+    ) -> Result<T, ClientError> {
+        match r {
+            Ok(resp) => resp.into_json().map_err(|e| ClientError::Decode {
+                url,
+                message: e.to_string(),
+            }),
+            Err(ureq::Error::Status(status, resp)) => {
+                let message = resp
+                    .into_json::<ErrorBody>()
+                    .map(|b| b.error)
+                    .unwrap_or_else(|_| "no error body".to_string());
+                Err(ClientError::Status {
+                    url,
+                    status,
+                    message,
+                })
+            }
+            Err(e) => Err(ClientError::Unreachable {
+                url,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    pub fn get_trial(&self, trial_id: i64) -> Result<TrialDto, ClientError> {
+        let (url, req) = self.request("GET", &format!("/api/v1/trials/{trial_id}"));
+        Self::finish(url, req.call())
+    }
+
+    pub fn post_metrics(
+        &self,
+        trial_id: i64,
+        batch: &MetricBatch,
+    ) -> Result<IngestResult, ClientError> {
+        let (url, req) = self.request("POST", &format!("/api/v1/trials/{trial_id}/metrics"));
+        Self::finish(url, req.send_json(batch))
+    }
+}

@@ -1,0 +1,168 @@
+//! The API's request and response bodies, shared by the server, the CLI and the worker.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::schedule::{Counts, ExperimentPhase, TrialPhase};
+use crate::spec::{Goal, TrialConfig};
+
+/// JSON has no NaN or infinity; these travel as the strings "NaN", "Infinity", "-Infinity".
+pub mod float {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if x.is_nan() {
+            s.serialize_str("NaN")
+        } else if x.is_infinite() {
+            s.serialize_str(if *x > 0.0 { "Infinity" } else { "-Infinity" })
+        } else {
+            s.serialize_f64(*x)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum F {
+            N(f64),
+            S(String),
+        }
+        match F::deserialize(d)? {
+            F::N(x) => Ok(x),
+            F::S(s) => match s.as_str() {
+                "NaN" => Ok(f64::NAN),
+                "Infinity" => Ok(f64::INFINITY),
+                "-Infinity" => Ok(f64::NEG_INFINITY),
+                other => Err(serde::de::Error::custom(format!(
+                    "expected a number, NaN, Infinity or -Infinity, got \"{other}\""
+                ))),
+            },
+        }
+    }
+
+    pub mod option {
+        use serde::{Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(x: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+            match x {
+                Some(v) => super::serialize(v, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+            #[derive(serde::Deserialize)]
+            struct W(#[serde(with = "super")] f64);
+            let o: Option<W> = serde::Deserialize::deserialize(d)?;
+            Ok(o.map(|w| w.0))
+        }
+    }
+}
+
+/// One metric point. `(trial, name, step)` is unique: sending it again changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    pub name: String,
+    pub step: i64,
+    #[serde(with = "float")]
+    pub value: f64,
+    /// Seconds since the Unix epoch when the worker measured it.
+    pub wall_time: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct MetricBatch {
+    pub points: Vec<MetricPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestResult {
+    /// Points in the batch (new or already stored: both are acknowledged).
+    pub accepted: usize,
+}
+
+/// A trial state transition reported to the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialStateUpdate {
+    pub phase: TrialPhase,
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentDto {
+    pub id: i64,
+    pub name: String,
+    pub workload: String,
+    pub phase: ExperimentPhase,
+    pub objective_metric: String,
+    pub goal: Goal,
+    pub counts: Counts,
+    pub message: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialDto {
+    pub id: i64,
+    pub experiment_id: i64,
+    pub index: i64,
+    pub phase: TrialPhase,
+    pub attempts: u32,
+    /// The swept values of this trial.
+    pub params: BTreeMap<String, Value>,
+    pub config: TrialConfig,
+    pub message: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// First, last, best and count of one metric of one trial, kept on ingest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub count: i64,
+    pub first_step: i64,
+    #[serde(with = "float::option")]
+    pub first: Option<f64>,
+    pub last_step: i64,
+    #[serde(with = "float::option")]
+    pub last: Option<f64>,
+    #[serde(with = "float::option")]
+    pub min: Option<f64>,
+    #[serde(with = "float::option")]
+    pub max: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaderboardRow {
+    /// 1 for the best trial; trials without an objective value come last, unranked.
+    pub rank: Option<u32>,
+    pub trial_id: i64,
+    pub index: i64,
+    pub phase: TrialPhase,
+    pub params: BTreeMap<String, Value>,
+    /// The objective metric's final value.
+    #[serde(with = "float::option")]
+    pub objective: Option<f64>,
+    pub summaries: BTreeMap<String, Summary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Leaderboard {
+    pub experiment: ExperimentDto,
+    pub rows: Vec<LeaderboardRow>,
+}
+
+/// An error body: every 4xx/5xx answer carries one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    /// Spec problems, one line each, when the error is a rejected spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+}

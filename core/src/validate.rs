@@ -1,0 +1,936 @@
+//! Spec validation: one error per problem, each naming the field path and where it is in the YAML.
+//!
+//! The rules for trial-level fields (model, data, training, params) are tables of [`Field`]s; the
+//! same table checks a value written in place and a value a sweep would assign, so a swept
+//! `training.lr: {values: [-1]}` is refused with the same message as `lr: -1`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::search::{self, TrialPlan};
+use crate::spec::{Experiment, API_VERSION, BUILTIN_CORPUS, BUILTIN_GROUPS, KIND, MODEL_PRESETS};
+use crate::yaml::{self, display_path, Loc, Locations, Path, Seg};
+
+/// One problem in a spec.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SpecError {
+    pub loc: Option<Loc>,
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.loc, self.path.is_empty()) {
+            (Some(l), false) => write!(f, "{l}: {}: {}", self.path, self.message),
+            (Some(l), true) => write!(f, "{l}: {}", self.message),
+            (None, false) => write!(f, "{}: {}", self.path, self.message),
+            (None, true) => write!(f, "{}", self.message),
+        }
+    }
+}
+
+/// Every problem found in a spec, in document order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecErrors(pub Vec<SpecError>);
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecErrors {}
+
+/// A spec that passed validation, with its trials expanded.
+#[derive(Debug, Clone)]
+pub struct LoadedSpec {
+    pub experiment: Experiment,
+    /// The spec as a JSON value, as written (no defaults filled in).
+    pub raw: Value,
+    pub trials: Vec<TrialPlan>,
+}
+
+/// What type a field has and which values it accepts.
+#[derive(Debug, Clone, Copy)]
+pub enum Ty {
+    /// An integer in `[min, max]`.
+    Int {
+        min: i64,
+        max: i64,
+    },
+    /// A finite number; `gt`/`ge`/`lt`/`le` are optional bounds.
+    Num {
+        gt: Option<f64>,
+        ge: Option<f64>,
+        lt: Option<f64>,
+        le: Option<f64>,
+    },
+    Bool,
+    Str,
+    OneOf(&'static [&'static str]),
+    StrList,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub name: &'static str,
+    pub ty: Ty,
+}
+
+const fn int(name: &'static str, min: i64, max: i64) -> Field {
+    Field {
+        name,
+        ty: Ty::Int { min, max },
+    }
+}
+const fn num(
+    name: &'static str,
+    gt: Option<f64>,
+    ge: Option<f64>,
+    lt: Option<f64>,
+    le: Option<f64>,
+) -> Field {
+    Field {
+        name,
+        ty: Ty::Num { gt, ge, lt, le },
+    }
+}
+
+const MAX_STEPS: i64 = 100_000_000;
+
+const PRESET_NAMES: &[&str] = &["tiny", "small", "medium"];
+
+pub const MODEL_FIELDS: &[Field] = &[
+    Field {
+        name: "preset",
+        ty: Ty::OneOf(PRESET_NAMES),
+    },
+    int("layers", 1, 64),
+    int("d_model", 8, 8192),
+    int("heads", 1, 128),
+    int("seq_len", 2, 8192),
+    int("mlp_ratio", 1, 16),
+];
+
+pub const DATA_FIELDS: &[Field] = &[
+    Field {
+        name: "corpus",
+        ty: Ty::OneOf(&[BUILTIN_CORPUS]),
+    },
+    Field {
+        name: "groups",
+        ty: Ty::StrList,
+    },
+    int("seed", 0, i64::MAX),
+    int("group_bytes", 1_000, 1_000_000_000),
+];
+
+pub const TRAINING_FIELDS: &[Field] = &[
+    int("steps", 1, MAX_STEPS),
+    int("batch_size", 1, 65_536),
+    num("lr", Some(0.0), None, None, Some(100.0)),
+    int("warmup_steps", 0, MAX_STEPS),
+    num("min_lr_ratio", None, Some(0.0), None, Some(1.0)),
+    num("weight_decay", None, Some(0.0), None, None),
+    Field {
+        name: "weight_decay_mode",
+        ty: Ty::OneOf(&["coupled", "independent"]),
+    },
+    num("beta1", None, Some(0.0), Some(1.0), None),
+    num("beta2", None, Some(0.0), Some(1.0), None),
+    num("eps", Some(0.0), None, None, None),
+    num("grad_clip", None, Some(0.0), None, None),
+    int("eval_every", 0, MAX_STEPS),
+    int("eval_batches", 1, 10_000),
+    int("log_every", 1, MAX_STEPS),
+    int("checkpoint_every", 0, MAX_STEPS),
+    int("seed", 0, i64::MAX),
+];
+
+pub const STABILITY_PARAMS: &[Field] = &[
+    Field {
+        name: "qk_layernorm",
+        ty: Ty::Bool,
+    },
+    num("z_loss", None, Some(0.0), None, Some(1.0)),
+];
+
+/// The trial-level sections a sweep may address, with their fields.
+fn section_fields(section: &str) -> Option<&'static [Field]> {
+    match section {
+        "model" => Some(MODEL_FIELDS),
+        "data" => Some(DATA_FIELDS),
+        "training" => Some(TRAINING_FIELDS),
+        // Only the stability workload exists so far; its params are the only ones accepted.
+        "params" => Some(STABILITY_PARAMS),
+        _ => None,
+    }
+}
+
+/// The field a dotted sweep path names, e.g. `training.lr`.
+pub fn sweepable_field(path: &str) -> Option<Field> {
+    let (section, name) = path.split_once('.')?;
+    section_fields(section)?
+        .iter()
+        .find(|f| f.name == name)
+        .copied()
+}
+
+pub fn sweepable_paths() -> Vec<String> {
+    ["model", "data", "training", "params"]
+        .iter()
+        .flat_map(|s| {
+            section_fields(s)
+                .unwrap_or(&[])
+                .iter()
+                .map(move |f| format!("{s}.{}", f.name))
+        })
+        .collect()
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::String(s) => format!("\"{s}\""),
+        other => other.to_string(),
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    format!("{x}")
+}
+
+/// Checks one value against a field type; the message says what was expected and what was found.
+pub fn check_value(ty: Ty, v: &Value) -> Result<(), String> {
+    match ty {
+        Ty::Int { min, max } => {
+            let Some(i) = v.as_i64().or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                    .map(|f| f as i64)
+            }) else {
+                return Err(format!("expected an integer, got {}", describe(v)));
+            };
+            if i < min {
+                return Err(format!("must be ≥ {min} (got {i})"));
+            }
+            if i > max {
+                return Err(format!("must be ≤ {max} (got {i})"));
+            }
+            Ok(())
+        }
+        Ty::Num { gt, ge, lt, le } => {
+            let Some(x) = v.as_f64() else {
+                return Err(format!("expected a number, got {}", describe(v)));
+            };
+            if let Some(b) = gt.filter(|b| x <= *b) {
+                return Err(format!("must be > {} (got {})", fmt_num(b), fmt_num(x)));
+            }
+            if let Some(b) = ge.filter(|b| x < *b) {
+                return Err(format!("must be ≥ {} (got {})", fmt_num(b), fmt_num(x)));
+            }
+            if let Some(b) = lt.filter(|b| x >= *b) {
+                return Err(format!("must be < {} (got {})", fmt_num(b), fmt_num(x)));
+            }
+            if let Some(b) = le.filter(|b| x > *b) {
+                return Err(format!("must be ≤ {} (got {})", fmt_num(b), fmt_num(x)));
+            }
+            Ok(())
+        }
+        Ty::Bool => match v {
+            Value::Bool(_) => Ok(()),
+            _ => Err(format!("expected true or false, got {}", describe(v))),
+        },
+        Ty::Str => match v {
+            Value::String(s) if !s.is_empty() => Ok(()),
+            _ => Err(format!("expected a non-empty string, got {}", describe(v))),
+        },
+        Ty::OneOf(options) => match v {
+            Value::String(s) if options.contains(&s.as_str()) => Ok(()),
+            _ => Err(format!(
+                "expected one of {}, got {}",
+                options.join(", "),
+                describe(v)
+            )),
+        },
+        Ty::StrList => match v {
+            Value::Array(items)
+                if items
+                    .iter()
+                    .all(|i| matches!(i, Value::String(s) if !s.is_empty())) =>
+            {
+                Ok(())
+            }
+            _ => Err(format!("expected a list of strings, got {}", describe(v))),
+        },
+    }
+}
+
+/// Collects errors; resolves each path to a position through [`Locations`].
+struct Checker<'a> {
+    locs: &'a Locations,
+    errors: Vec<SpecError>,
+}
+
+fn child(path: &[Seg], key: &str) -> Path {
+    let mut p = path.to_vec();
+    p.push(Seg::Key(key.to_string()));
+    p
+}
+
+impl Checker<'_> {
+    fn at_value(&mut self, path: &[Seg], message: impl Into<String>) {
+        let loc = self.locs.value(path);
+        self.errors.push(SpecError {
+            loc,
+            path: display_path(path),
+            message: message.into(),
+        });
+    }
+
+    fn at_key(&mut self, path: &[Seg], message: impl Into<String>) {
+        let loc = self.locs.key(path);
+        self.errors.push(SpecError {
+            loc,
+            path: display_path(path),
+            message: message.into(),
+        });
+    }
+
+    /// `v` must be a mapping whose keys are among `allowed`; reports each unknown key.
+    fn mapping<'v>(
+        &mut self,
+        path: &[Seg],
+        v: &'v Value,
+        allowed: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
+        let Value::Object(map) = v else {
+            self.at_value(path, format!("expected a mapping, got {}", describe(v)));
+            return None;
+        };
+        for key in map.keys() {
+            if !allowed.contains(&key.as_str()) {
+                self.at_key(
+                    &child(path, key),
+                    format!(
+                        "unknown field `{key}`; expected one of: {}",
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+        Some(map)
+    }
+
+    fn required<'v>(
+        &mut self,
+        path: &[Seg],
+        map: &'v Map<String, Value>,
+        key: &str,
+    ) -> Option<&'v Value> {
+        let v = map.get(key);
+        if v.is_none() {
+            self.at_value(path, format!("missing required field `{key}`"));
+        }
+        v
+    }
+
+    fn field(&mut self, path: &[Seg], map: &Map<String, Value>, f: Field) {
+        if let Some(v) = map.get(f.name) {
+            if let Err(m) = check_value(f.ty, v) {
+                self.at_value(&child(path, f.name), m);
+            }
+        }
+    }
+
+    fn section(&mut self, parent: &[Seg], map: &Map<String, Value>, name: &str, fields: &[Field]) {
+        let Some(v) = map.get(name) else { return };
+        let path = child(parent, name);
+        let allowed: Vec<&str> = fields.iter().map(|f| f.name).collect();
+        if let Some(sec) = self.mapping(&path, v, &allowed) {
+            for f in fields {
+                self.field(&path, sec, *f);
+            }
+        }
+    }
+}
+
+fn key_path(keys: &[&str]) -> Path {
+    keys.iter().map(|k| Seg::Key(k.to_string())).collect()
+}
+
+/// Reads, checks and expands a spec. Nothing is written anywhere; the caller stores the result only
+/// when this returns `Ok`.
+pub fn load_spec(text: &str) -> Result<LoadedSpec, SpecErrors> {
+    let (raw, locs) = yaml::parse(text).map_err(|e| {
+        SpecErrors(vec![SpecError {
+            loc: Some(e.loc),
+            path: String::new(),
+            message: e.message,
+        }])
+    })?;
+    let mut c = Checker {
+        locs: &locs,
+        errors: Vec::new(),
+    };
+    check_document(&mut c, &raw);
+    if c.errors.is_empty() {
+        check_trial_sections(&mut c, &raw);
+    }
+    let mut trials = Vec::new();
+    if c.errors.is_empty() {
+        match search::expand(&raw) {
+            Ok(t) => trials = t,
+            Err(errs) => {
+                for (path, message) in errs {
+                    c.at_value(&path, message);
+                }
+            }
+        }
+    }
+    if c.errors.is_empty() {
+        check_trials(&mut c, &trials);
+    }
+    if !c.errors.is_empty() {
+        let mut errors = c.errors;
+        errors.sort();
+        errors.dedup();
+        return Err(SpecErrors(errors));
+    }
+    let experiment: Experiment = serde_json::from_value(raw.clone()).map_err(|e| {
+        SpecErrors(vec![SpecError {
+            loc: None,
+            path: String::new(),
+            message: format!("internal: validated spec did not convert: {e}"),
+        }])
+    })?;
+    Ok(LoadedSpec {
+        experiment,
+        raw,
+        trials,
+    })
+}
+
+fn check_document(c: &mut Checker, raw: &Value) {
+    let root: Path = Vec::new();
+    let Some(top) = c.mapping(&root, raw, &["apiVersion", "kind", "metadata", "spec"]) else {
+        return;
+    };
+    if let Some(v) = c.required(&root, top, "apiVersion") {
+        if v.as_str() != Some(API_VERSION) {
+            c.at_value(
+                &key_path(&["apiVersion"]),
+                format!("expected {API_VERSION}, got {}", describe(v)),
+            );
+        }
+    }
+    if let Some(v) = c.required(&root, top, "kind") {
+        if v.as_str() != Some(KIND) {
+            c.at_value(
+                &key_path(&["kind"]),
+                format!("expected {KIND}, got {}", describe(v)),
+            );
+        }
+    }
+    if let Some(m) = c.required(&root, top, "metadata") {
+        let path = key_path(&["metadata"]);
+        if let Some(meta) = c.mapping(&path, m, &["name", "namespace", "labels", "annotations"]) {
+            if let Some(name) = c.required(&path, meta, "name") {
+                if let Err(msg) = check_dns_label(name) {
+                    c.at_value(&child(&path, "name"), msg);
+                }
+            }
+            for key in ["labels", "annotations"] {
+                if let Some(v) = meta.get(key) {
+                    let ok = v
+                        .as_object()
+                        .is_some_and(|m| m.values().all(Value::is_string));
+                    if !ok {
+                        c.at_value(
+                            &child(&path, key),
+                            "expected a mapping of strings to strings",
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let Some(s) = c.required(&root, top, "spec") else {
+        return;
+    };
+    let path = key_path(&["spec"]);
+    let allowed = [
+        "workload",
+        "objective",
+        "model",
+        "data",
+        "training",
+        "params",
+        "search",
+        "parallelism",
+        "maxFailedTrials",
+        "retry",
+        "resources",
+    ];
+    let Some(spec) = c.mapping(&path, s, &allowed) else {
+        return;
+    };
+    if let Some(w) = c.required(&path, spec, "workload") {
+        if let Err(m) = check_value(Ty::OneOf(crate::spec::Workload::ALL), w) {
+            c.at_value(&child(&path, "workload"), m);
+        }
+    }
+    if let Some(v) = spec.get("objective") {
+        let p = child(&path, "objective");
+        if let Some(obj) = c.mapping(&p, v, &["metric", "goal"]) {
+            if let Some(m) = obj.get("metric") {
+                if let Err(msg) = m
+                    .as_str()
+                    .ok_or_else(|| format!("expected a metric name, got {}", describe(m)))
+                    .and_then(|s| crate::metrics::check_name(s))
+                {
+                    c.at_value(&child(&p, "metric"), msg);
+                }
+            }
+            c.field(
+                &p,
+                obj,
+                Field {
+                    name: "goal",
+                    ty: Ty::OneOf(&["minimize", "maximize"]),
+                },
+            );
+        }
+    }
+    for (name, fields) in [
+        ("model", MODEL_FIELDS),
+        ("data", DATA_FIELDS),
+        ("training", TRAINING_FIELDS),
+        ("params", STABILITY_PARAMS),
+    ] {
+        c.section(&path, spec, name, fields);
+    }
+    c.field(&path, spec, int("parallelism", 1, 10_000));
+    c.field(&path, spec, int("maxFailedTrials", 0, 1_000_000));
+    c.section(&path, spec, "retry", &[int("maxRestarts", 0, 100)]);
+    if let Some(v) = spec.get("resources") {
+        let p = child(&path, "resources");
+        if let Some(res) = c.mapping(&p, v, &["cpu", "memory", "gpu"]) {
+            if let Some(cpu) = res.get("cpu") {
+                if let Err(m) = check_quantity(cpu, false) {
+                    c.at_value(&child(&p, "cpu"), m);
+                }
+            }
+            if let Some(mem) = res.get("memory") {
+                if let Err(m) = check_quantity(mem, true) {
+                    c.at_value(&child(&p, "memory"), m);
+                }
+            }
+            c.field(&p, res, int("gpu", 0, 64));
+        }
+    }
+    if let Some(v) = spec.get("search") {
+        check_search(c, &child(&path, "search"), v);
+    }
+}
+
+fn check_dns_label(v: &Value) -> Result<(), String> {
+    let Some(s) = v.as_str() else {
+        return Err(format!("expected a name, got {}", describe(v)));
+    };
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("\"{s}\" is not a valid name: use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"))
+    }
+}
+
+/// Kubernetes resource quantities: `2`, `500m`, `0.5` for CPU; `4Gi`, `512Mi`, `1G` for memory.
+fn check_quantity(v: &Value, memory: bool) -> Result<(), String> {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => {
+            return Err(format!(
+                "expected a quantity such as {}, got {}",
+                if memory { "4Gi" } else { "2 or 500m" },
+                describe(v)
+            ))
+        }
+    };
+    let suffixes: &[&str] = if memory {
+        &["Ki", "Mi", "Gi", "Ti", "k", "M", "G", "T", ""]
+    } else {
+        &["m", ""]
+    };
+    let ok = suffixes.iter().any(|suf| {
+        text.strip_suffix(suf).is_some_and(|n| {
+            !n.is_empty() && n.parse::<f64>().is_ok_and(|x| x.is_finite() && x > 0.0)
+        })
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{text}\" is not a valid {} quantity (e.g. {})",
+            if memory { "memory" } else { "cpu" },
+            if memory { "4Gi" } else { "2 or 500m" }
+        ))
+    }
+}
+
+fn check_search(c: &mut Checker, path: &[Seg], v: &Value) {
+    let Some(search) = c.mapping(
+        path,
+        v,
+        &["kind", "space", "trials", "samples", "seed", "seeds"],
+    ) else {
+        return;
+    };
+    c.field(
+        path,
+        search,
+        Field {
+            name: "kind",
+            ty: Ty::OneOf(&["grid", "random", "list"]),
+        },
+    );
+    c.field(path, search, int("seeds", 1, 1000));
+    c.field(path, search, int("samples", 1, 1_000_000));
+    c.field(path, search, int("seed", 0, i64::MAX));
+    let kind = search.get("kind").and_then(Value::as_str).unwrap_or("grid");
+    if kind == "random" && !search.contains_key("samples") {
+        c.at_value(
+            path,
+            "missing required field `samples` (random search draws this many points)",
+        );
+    }
+    if kind != "random" && search.contains_key("samples") {
+        c.at_key(
+            &child(path, "samples"),
+            format!("`samples` applies only to random search, not {kind}"),
+        );
+    }
+    if kind == "list" {
+        if search.contains_key("space") {
+            c.at_key(
+                &child(path, "space"),
+                "list search takes `trials`, not `space`",
+            );
+        }
+        match search.get("trials") {
+            None => c.at_value(
+                path,
+                "missing required field `trials` (list search runs these points)",
+            ),
+            Some(Value::Array(items)) if !items.is_empty() => {
+                let tp = child(path, "trials");
+                for (i, item) in items.iter().enumerate() {
+                    let mut ip = tp.clone();
+                    ip.push(Seg::Index(i));
+                    let Value::Object(m) = item else {
+                        c.at_value(
+                            &ip,
+                            format!(
+                                "expected a mapping of field paths to values, got {}",
+                                describe(item)
+                            ),
+                        );
+                        continue;
+                    };
+                    for (k, val) in m {
+                        let kp = child(&ip, k);
+                        match sweepable_field(k) {
+                            None => c.at_key(&kp, unknown_sweep_path(k)),
+                            Some(f) => {
+                                if let Err(msg) = check_value(f.ty, val) {
+                                    c.at_value(&kp, msg);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Some(other) => c.at_value(
+                &child(path, "trials"),
+                format!("expected a non-empty list, got {}", describe(other)),
+            ),
+        }
+    } else if search.contains_key("trials") {
+        c.at_key(
+            &child(path, "trials"),
+            format!("`trials` applies only to list search, not {kind}"),
+        );
+    }
+    if let Some(space) = search.get("space") {
+        let sp = child(path, "space");
+        let Value::Object(dims) = space else {
+            c.at_value(
+                &sp,
+                format!(
+                    "expected a mapping of field paths to dimensions, got {}",
+                    describe(space)
+                ),
+            );
+            return;
+        };
+        for (k, dim) in dims {
+            let dp = child(&sp, k);
+            match sweepable_field(k) {
+                None => c.at_key(&dp, unknown_sweep_path(k)),
+                Some(f) => check_dimension(c, &dp, dim, f, kind),
+            }
+        }
+    }
+}
+
+fn unknown_sweep_path(k: &str) -> String {
+    format!(
+        "`{k}` is not a field that can be swept; sweepable fields are: {}",
+        sweepable_paths().join(", ")
+    )
+}
+
+fn check_dimension(c: &mut Checker, path: &[Seg], dim: &Value, f: Field, kind: &str) {
+    let forms: &[&str] = if kind == "random" {
+        &[
+            "values",
+            "range",
+            "log_range",
+            "points",
+            "uniform",
+            "log_uniform",
+            "int_uniform",
+        ]
+    } else {
+        &["values", "range", "log_range", "points"]
+    };
+    let Some(m) = c.mapping(path, dim, forms) else {
+        return;
+    };
+    let given: Vec<&str> = [
+        "values",
+        "range",
+        "log_range",
+        "uniform",
+        "log_uniform",
+        "int_uniform",
+    ]
+    .into_iter()
+    .filter(|k| m.contains_key(*k))
+    .collect();
+    if given.len() != 1 {
+        let opts = if kind == "random" {
+            "values, range, log_range, uniform, log_uniform or int_uniform"
+        } else {
+            "values, range or log_range"
+        };
+        c.at_value(path, format!("a dimension needs exactly one of {opts}"));
+        return;
+    }
+    let form = given[0];
+    let fp = child(path, form);
+    let numeric = matches!(f.ty, Ty::Int { .. } | Ty::Num { .. });
+    match form {
+        "values" => {
+            match m.get("values") {
+                Some(Value::Array(vs)) if !vs.is_empty() => {
+                    for (i, v) in vs.iter().enumerate() {
+                        let mut ip = fp.clone();
+                        ip.push(Seg::Index(i));
+                        if let Err(msg) = check_value(f.ty, v) {
+                            c.at_value(&ip, msg);
+                        }
+                    }
+                }
+                Some(other) => c.at_value(
+                    &fp,
+                    format!("expected a non-empty list, got {}", describe(other)),
+                ),
+                None => {}
+            }
+            if m.contains_key("points") {
+                c.at_key(
+                    &child(path, "points"),
+                    "`points` goes with range or log_range, not values",
+                );
+            }
+        }
+        _ => {
+            if !numeric {
+                c.at_value(
+                    &fp,
+                    format!("{form} needs a numeric field; use values for this one"),
+                );
+                return;
+            }
+            let bounds = m
+                .get(form)
+                .and_then(Value::as_array)
+                .and_then(|a| match a.as_slice() {
+                    [lo, hi] => Some((lo.as_f64()?, hi.as_f64()?)),
+                    _ => None,
+                });
+            let Some((lo, hi)) = bounds else {
+                c.at_value(&fp, "expected [low, high]");
+                return;
+            };
+            if lo >= hi {
+                c.at_value(
+                    &fp,
+                    format!(
+                        "low must be below high (got [{}, {}])",
+                        fmt_num(lo),
+                        fmt_num(hi)
+                    ),
+                );
+            }
+            if form.starts_with("log") && lo <= 0.0 {
+                c.at_value(
+                    &fp,
+                    format!("a log scale needs low > 0 (got {})", fmt_num(lo)),
+                );
+            }
+            for x in [lo, hi] {
+                if let Err(msg) = check_value(f.ty, &serde_json::json!(x)) {
+                    c.at_value(&fp, msg);
+                }
+            }
+            let discrete = matches!(form, "range" | "log_range");
+            match (discrete, m.get("points")) {
+                (true, None) => c.at_value(
+                    path,
+                    format!("missing required field `points` (how many values {form} spans)"),
+                ),
+                (true, Some(p)) => {
+                    if let Err(msg) = check_value(
+                        Ty::Int {
+                            min: 2,
+                            max: 10_000,
+                        },
+                        p,
+                    ) {
+                        c.at_value(&child(path, "points"), msg);
+                    }
+                }
+                (false, Some(_)) => c.at_key(
+                    &child(path, "points"),
+                    format!("`points` goes with range or log_range, not {form}"),
+                ),
+                (false, None) => {}
+            }
+        }
+    }
+}
+
+/// Trial-level cross-field rules on the spec as written (the same rules run per trial below).
+fn check_trial_sections(c: &mut Checker, raw: &Value) {
+    let base = search::trial_sections(raw);
+    for (path, msg) in cross_field_errors(&base) {
+        c.at_value(&path, msg);
+    }
+}
+
+/// Rules that involve more than one field. Paths returned are under `spec`.
+fn cross_field_errors(sections: &Value) -> Vec<(Path, String)> {
+    let mut out = Vec::new();
+    let model = sections.get("model").cloned().unwrap_or(Value::Null);
+    let preset = model
+        .get("preset")
+        .and_then(Value::as_str)
+        .unwrap_or("tiny");
+    let base = MODEL_PRESETS
+        .iter()
+        .find(|(n, _)| *n == preset)
+        .map(|(_, s)| *s)
+        .unwrap_or(MODEL_PRESETS[0].1);
+    let d = model
+        .get("d_model")
+        .and_then(Value::as_u64)
+        .unwrap_or(base.d_model as u64);
+    let h = model
+        .get("heads")
+        .and_then(Value::as_u64)
+        .unwrap_or(base.heads as u64);
+    if h > 0 && d % h != 0 {
+        out.push((
+            key_path(&["spec", "model", "heads"]),
+            format!("d_model ({d}) must be divisible by heads ({h})"),
+        ));
+    }
+    let training = sections.get("training").cloned().unwrap_or(Value::Null);
+    let steps = training.get("steps").and_then(Value::as_u64).unwrap_or(300);
+    if let Some(w) = training.get("warmup_steps").and_then(Value::as_u64) {
+        if w > steps {
+            out.push((
+                key_path(&["spec", "training", "warmup_steps"]),
+                format!("must not exceed training.steps ({steps}) (got {w})"),
+            ));
+        }
+    }
+    if let Some(groups) = sections
+        .get("data")
+        .and_then(|d| d.get("groups"))
+        .and_then(Value::as_array)
+    {
+        for (i, g) in groups.iter().enumerate() {
+            let Some(g) = g.as_str() else { continue };
+            let is_file = g.strip_prefix("file:").is_some_and(|p| !p.is_empty());
+            if !is_file && !BUILTIN_GROUPS.contains(&g) {
+                let mut p = key_path(&["spec", "data", "groups"]);
+                p.push(Seg::Index(i));
+                out.push((
+                    p,
+                    format!(
+                        "unknown group \"{g}\"; use one of {} or file:PATH",
+                        BUILTIN_GROUPS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Runs the cross-field rules on every expanded trial. A problem caused by a swept value is reported
+/// where the user wrote that value: its dimension in `search.space` or its entry in `search.trials`.
+fn check_trials(c: &mut Checker, trials: &[TrialPlan]) {
+    let mut seen = BTreeSet::new();
+    for t in trials.iter().filter(|t| !t.assignments.is_empty()) {
+        for (path, msg) in cross_field_errors(&t.sections) {
+            let Some(Seg::Key(section)) = path.get(1) else {
+                continue;
+            };
+            let culprit = t
+                .assignments
+                .keys()
+                .find(|k| k.split('.').next() == Some(section.as_str()));
+            let at = culprit
+                .map(|k| t.source_path(k))
+                .unwrap_or_else(|| path.clone());
+            let message = format!(
+                "{}: {msg} (trial {})",
+                display_path(&path[1..]),
+                t.describe()
+            );
+            if seen.insert((display_path(&at), message.clone())) {
+                c.at_value(&at, message);
+            }
+        }
+    }
+}

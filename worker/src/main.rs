@@ -1,0 +1,153 @@
+//! `orrery-worker`: runs one trial. Started by the local executor or as a Kubernetes pod; it reads
+//! its configuration from the API (or `--config`), trains, streams metrics, and exits with
+//! 0 (succeeded), 3 (diverged), 2 (bad configuration) or 1 (failure).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use orrery_core::client::ApiClient;
+use orrery_core::spec::{TrialConfig, Workload};
+use orrery_worker::reporter::{Reporter, ReporterOptions};
+use orrery_worker::stability::{self, RunEnv, TrialResult};
+use orrery_worker::{exit, parse_device};
+
+#[derive(Parser, Debug)]
+#[command(name = "orrery-worker", version, about = "Runs one Orrery trial")]
+struct Args {
+    /// Base URL of the Orrery API, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "ORRERY_API_URL")]
+    api: Option<String>,
+    /// The trial to run (its configuration is read from the API).
+    #[arg(long, env = "ORRERY_TRIAL_ID")]
+    trial_id: Option<i64>,
+    /// Bearer token for the API.
+    #[arg(long, env = "ORRERY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Run this trial configuration (JSON) instead of reading it from the API.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder for the checkpoint and the metric spill file; a rerun here resumes.
+    #[arg(long, env = "ORRERY_WORKDIR", default_value = "orrery-trial")]
+    workdir: PathBuf,
+    /// auto | cpu | cuda | cuda:N
+    #[arg(long, env = "ORRERY_DEVICE", default_value = "auto")]
+    device: String,
+    /// CPU threads for libtorch (0: libtorch's default).
+    #[arg(long, env = "ORRERY_THREADS", default_value_t = 0)]
+    threads: i32,
+    /// Print JSON progress lines on stdout.
+    #[arg(long)]
+    progress: bool,
+    /// Seconds to keep retrying an unreachable API after training ends.
+    #[arg(long, default_value_t = 120)]
+    final_wait: u64,
+}
+
+fn load_config(args: &Args, client: Option<&ApiClient>) -> Result<TrialConfig, String> {
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        return serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not a trial configuration: {e}", path.display()));
+    }
+    let (Some(client), Some(id)) = (client, args.trial_id) else {
+        return Err("give --config FILE, or --api URL and --trial-id ID (or ORRERY_API_URL and ORRERY_TRIAL_ID)".into());
+    };
+    // The API may still be starting (pods, restarts): retry for a while before giving up.
+    let mut wait = std::time::Duration::from_millis(250);
+    for _ in 0..10 {
+        match client.get_trial(id) {
+            Ok(t) => return Ok(t.config),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "cannot fetch the trial yet; retrying in {wait:?}");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    client
+        .get_trial(id)
+        .map(|t| t.config)
+        .map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let device = match parse_device(&args.device) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::BAD_CONFIG as u8);
+        }
+    };
+    if args.threads > 0 {
+        tch::set_num_threads(args.threads);
+    }
+    let client = args
+        .api
+        .as_deref()
+        .map(|u| ApiClient::new(u, args.token.clone()));
+    let cfg = match load_config(&args, client.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::BAD_CONFIG as u8);
+        }
+    };
+    let trial_id = args.trial_id.unwrap_or(0);
+    let opts = ReporterOptions {
+        final_wait: std::time::Duration::from_secs(args.final_wait),
+        ..Default::default()
+    };
+    let reporter = Reporter::start(
+        client,
+        trial_id,
+        args.workdir.join("metrics-spill.jsonl"),
+        opts,
+    );
+    tracing::info!(
+        ?device,
+        workload = cfg.workload.as_str(),
+        lr = cfg.training.lr,
+        "starting trial {trial_id}"
+    );
+    let env = RunEnv {
+        device,
+        checkpoint_dir: Some(args.workdir.join("checkpoint")),
+        progress: args.progress,
+    };
+    let result = match cfg.workload {
+        Workload::Stability => stability::run(&cfg, &env, &reporter),
+    };
+    let stats = reporter.finish();
+    if stats.left_in_spill > 0 {
+        tracing::warn!(
+            points = stats.left_in_spill,
+            "metrics left undelivered in {}",
+            args.workdir.join("metrics-spill.jsonl").display()
+        );
+    }
+    match result {
+        Ok(TrialResult::Succeeded) => {
+            tracing::info!(delivered = stats.delivered, "trial succeeded");
+            ExitCode::from(exit::SUCCEEDED as u8)
+        }
+        Ok(TrialResult::Diverged(why)) => {
+            tracing::warn!("trial diverged: {why}");
+            ExitCode::from(exit::DIVERGED as u8)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit::FAILED as u8)
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! A GPT-style decoder in the nanoGPT mould: learned positions, pre-LayerNorm blocks, no biases
+//! anywhere, GELU MLP, untied output head. Options from Wortsman et al.: `qk_layernorm` (LayerNorm on
+//! queries and keys, per head over the head dimension, before the logits) and `z_loss`
+//! (L = CE + c·mean(log Z)², log Z by logsumexp).
+//!
+//! Training uses the fused attention kernel; [`Gpt::forward_probe`] runs the same maths with explicit
+//! attention logits so their statistics can be measured on a probe batch.
+
+use tch::nn::{self, Init};
+use tch::{Kind, Tensor};
+
+use orrery_core::spec::ModelShape;
+
+pub const LN_EPS: f64 = 1e-5;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GptConfig {
+    pub vocab: i64,
+    pub layers: i64,
+    pub d_model: i64,
+    pub heads: i64,
+    pub seq_len: i64,
+    pub mlp_ratio: i64,
+    pub qk_layernorm: bool,
+}
+
+impl GptConfig {
+    pub fn new(shape: &ModelShape, vocab: i64, qk_layernorm: bool) -> Self {
+        GptConfig {
+            vocab,
+            layers: shape.layers as i64,
+            d_model: shape.d_model as i64,
+            heads: shape.heads as i64,
+            seq_len: shape.seq_len as i64,
+            mlp_ratio: shape.mlp_ratio as i64,
+            qk_layernorm,
+        }
+    }
+
+    pub fn head_dim(&self) -> i64 {
+        self.d_model / self.heads
+    }
+}
+
+struct Block {
+    ln1: Tensor,
+    wqkv: Tensor,
+    wo: Tensor,
+    q_ln: Option<Tensor>,
+    k_ln: Option<Tensor>,
+    ln2: Tensor,
+    w_fc: Tensor,
+    w_proj: Tensor,
+}
+
+pub struct Gpt {
+    pub cfg: GptConfig,
+    tok_emb: Tensor,
+    pos_emb: Tensor,
+    blocks: Vec<Block>,
+    ln_f: Tensor,
+    head: Tensor,
+}
+
+/// Statistics of one probe forward pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeStats {
+    /// Per layer: the largest pre-softmax attention logit.
+    pub max_attn_logit: Vec<f64>,
+    /// Mean of log Z = logsumexp(output logits) over tokens.
+    pub logz_mean: f64,
+}
+
+/// The loss parts of one forward pass.
+pub struct Loss {
+    /// What is minimised: `ce + z_coef · z`.
+    pub total: Tensor,
+    pub ce: Tensor,
+    /// mean(log Z)² term before its coefficient.
+    pub z: Tensor,
+}
+
+impl Gpt {
+    /// Creates the parameters under `vs` with nanoGPT's initialisation: N(0, 0.02) everywhere,
+    /// N(0, 0.02/√(2L)) for the projections into the residual stream, LayerNorm gains at 1.
+    pub fn new(vs: &nn::Path, cfg: GptConfig) -> Self {
+        let d = cfg.d_model;
+        let std = 0.02;
+        let resid_std = std / ((2 * cfg.layers) as f64).sqrt();
+        let normal = |s: f64| Init::Randn {
+            mean: 0.0,
+            stdev: s,
+        };
+        let blocks = (0..cfg.layers)
+            .map(|i| {
+                let p = vs / "blocks" / i;
+                Block {
+                    ln1: p.var("ln1", &[d], Init::Const(1.0)),
+                    wqkv: p.var("wqkv", &[3 * d, d], normal(std)),
+                    wo: p.var("wo", &[d, d], normal(resid_std)),
+                    q_ln: cfg
+                        .qk_layernorm
+                        .then(|| p.var("q_ln", &[cfg.head_dim()], Init::Const(1.0))),
+                    k_ln: cfg
+                        .qk_layernorm
+                        .then(|| p.var("k_ln", &[cfg.head_dim()], Init::Const(1.0))),
+                    ln2: p.var("ln2", &[d], Init::Const(1.0)),
+                    w_fc: p.var("w_fc", &[cfg.mlp_ratio * d, d], normal(std)),
+                    w_proj: p.var("w_proj", &[d, cfg.mlp_ratio * d], normal(resid_std)),
+                }
+            })
+            .collect();
+        Gpt {
+            cfg,
+            tok_emb: vs.var("tok_emb", &[cfg.vocab, d], normal(std)),
+            pos_emb: vs.var("pos_emb", &[cfg.seq_len, d], normal(std)),
+            blocks,
+            ln_f: vs.var("ln_f", &[d], Init::Const(1.0)),
+            head: vs.var("head", &[cfg.vocab, d], normal(std)),
+        }
+    }
+
+    fn ln(x: &Tensor, w: &Tensor) -> Tensor {
+        x.layer_norm(
+            [*w.size().last().unwrap_or(&1)],
+            Some(w),
+            None::<&Tensor>,
+            LN_EPS,
+            true,
+        )
+    }
+
+    /// Logits `[B, T, vocab]`. With `probe`, attention is computed explicitly and its per-layer
+    /// maximum logit is returned.
+    fn run(&self, idx: &Tensor, probe: bool) -> (Tensor, Vec<f64>) {
+        let (b, t) = idx.size2().expect("inputs are [batch, seq_len]");
+        let (h, hd, d) = (self.cfg.heads, self.cfg.head_dim(), self.cfg.d_model);
+        let pos = Tensor::arange(t, (Kind::Int64, idx.device()));
+        let mut x = Tensor::embedding(&self.tok_emb, idx, -1, false, false)
+            + Tensor::embedding(&self.pos_emb, &pos, -1, false, false);
+        let mut max_logits = Vec::new();
+        let mask = probe.then(|| Tensor::ones([t, t], (Kind::Bool, idx.device())).triu(1));
+        for blk in &self.blocks {
+            let hdn = Self::ln(&x, &blk.ln1);
+            let qkv = hdn.linear(&blk.wqkv, None::<&Tensor>);
+            let heads = |z: &Tensor| z.view([b, t, h, hd]).transpose(1, 2);
+            let parts = qkv.split(d, -1);
+            let (mut q, mut k, v) = (heads(&parts[0]), heads(&parts[1]), heads(&parts[2]));
+            if let (Some(qw), Some(kw)) = (&blk.q_ln, &blk.k_ln) {
+                q = Self::ln(&q, qw);
+                k = Self::ln(&k, kw);
+            }
+            let y = match &mask {
+                None => Tensor::scaled_dot_product_attention(
+                    &q,
+                    &k,
+                    &v,
+                    None::<&Tensor>,
+                    0.0,
+                    true,
+                    None,
+                    false,
+                ),
+                Some(mask) => {
+                    let att = q.matmul(&k.transpose(-2, -1)) * (1.0 / (hd as f64).sqrt());
+                    let att = att.masked_fill(mask, f64::NEG_INFINITY);
+                    max_logits.push(att.max().double_value(&[]));
+                    att.softmax(-1, att.kind()).matmul(&v)
+                }
+            };
+            let y = y.transpose(1, 2).contiguous().view([b, t, d]);
+            x = x + y.linear(&blk.wo, None::<&Tensor>);
+            let m = Self::ln(&x, &blk.ln2)
+                .linear(&blk.w_fc, None::<&Tensor>)
+                .gelu("none");
+            x = x + m.linear(&blk.w_proj, None::<&Tensor>);
+        }
+        let logits = Self::ln(&x, &self.ln_f).linear(&self.head, None::<&Tensor>);
+        (logits, max_logits)
+    }
+
+    /// Logits with the fused attention kernel (the training path).
+    pub fn forward(&self, idx: &Tensor) -> Tensor {
+        self.run(idx, false).0
+    }
+
+    /// Logits with explicit attention, plus the per-layer maximum attention logit.
+    pub fn forward_explicit(&self, idx: &Tensor) -> (Tensor, Vec<f64>) {
+        self.run(idx, true)
+    }
+
+    /// Statistics on a probe batch, without gradients.
+    pub fn probe(&self, idx: &Tensor) -> ProbeStats {
+        tch::no_grad(|| {
+            let (logits, max_attn_logit) = self.forward_explicit(idx);
+            let logz = logits.logsumexp([-1], false);
+            ProbeStats {
+                max_attn_logit,
+                logz_mean: logz.mean(logz.kind()).double_value(&[]),
+            }
+        })
+    }
+}
+
+/// Cross-entropy plus z-loss of logits `[B, T, V]` against targets `[B, T]`. The CE and the z term are
+/// returned separately so both can be logged.
+pub fn loss(logits: &Tensor, targets: &Tensor, z_coef: f64) -> Loss {
+    let v = *logits.size().last().unwrap_or(&1);
+    let flat = logits.view([-1, v]);
+    let ce = flat
+        .log_softmax(-1, flat.kind())
+        .nll_loss(&targets.view([-1]));
+    let logz = flat.logsumexp([-1], false);
+    let z = logz.square().mean(logz.kind());
+    let total = if z_coef > 0.0 {
+        &ce + &z * z_coef
+    } else {
+        ce.shallow_clone()
+    };
+    Loss { total, ce, z }
+}
