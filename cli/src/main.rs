@@ -80,7 +80,7 @@ enum Command {
 /// Exit code for a rejected spec (and other bad input).
 const EXIT_INVALID: u8 = 2;
 
-fn read_spec(path: &PathBuf) -> Result<(String, orrery_core::LoadedSpec), ExitCode> {
+fn read_spec(path: &std::path::Path) -> Result<(String, orrery_core::LoadedSpec), ExitCode> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -119,15 +119,15 @@ fn print_results(board: &Leaderboard, top: usize) {
     }
 }
 
-async fn open_store(db: &PathBuf) -> anyhow::Result<Store> {
+async fn open_store(db: &std::path::Path) -> anyhow::Result<Store> {
     Store::open_sqlite(db)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", db.display()))
 }
 
 async fn cmd_run(
-    db: &PathBuf,
-    spec: &PathBuf,
+    db: &std::path::Path,
+    spec: &std::path::Path,
     parallel: Option<u32>,
     workdir: PathBuf,
     device: String,

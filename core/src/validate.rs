@@ -496,7 +496,7 @@ fn check_document(c: &mut Checker, raw: &Value) {
                 if let Err(msg) = m
                     .as_str()
                     .ok_or_else(|| format!("expected a metric name, got {}", describe(m)))
-                    .and_then(|s| crate::metrics::check_name(s))
+                    .and_then(crate::metrics::check_name)
                 {
                     c.at_value(&child(&p, "metric"), msg);
                 }
@@ -790,6 +790,8 @@ fn check_dimension(c: &mut Checker, path: &[Seg], dim: &Value, f: Field, kind: &
                 c.at_value(&fp, "expected [low, high]");
                 return;
             };
+            // One error per problem: the bounds' order and scale first, their field range only
+            // when those hold.
             if lo >= hi {
                 c.at_value(
                     &fp,
@@ -799,17 +801,16 @@ fn check_dimension(c: &mut Checker, path: &[Seg], dim: &Value, f: Field, kind: &
                         fmt_num(hi)
                     ),
                 );
-            }
-            if form.starts_with("log") && lo <= 0.0 {
+            } else if form.starts_with("log") && lo <= 0.0 {
                 c.at_value(
                     &fp,
                     format!("a log scale needs low > 0 (got {})", fmt_num(lo)),
                 );
-            }
-            for x in [lo, hi] {
-                if let Err(msg) = check_value(f.ty, &serde_json::json!(x)) {
-                    c.at_value(&fp, msg);
-                }
+            } else if let Some(msg) = [lo, hi]
+                .iter()
+                .find_map(|x| check_value(f.ty, &serde_json::json!(x)).err())
+            {
+                c.at_value(&fp, msg);
             }
             let discrete = matches!(form, "range" | "log_range");
             match (discrete, m.get("points")) {

@@ -132,6 +132,9 @@ impl Gpt {
 
     /// Logits `[B, T, vocab]`. With `probe`, attention is computed explicitly and its per-layer
     /// maximum logit is returned.
+    // `x = x + f(x)` on purpose: tch's `+=` adds in place, which would overwrite a tensor autograd
+    // saved for the backward pass.
+    #[allow(clippy::assign_op_pattern)]
     fn run(&self, idx: &Tensor, probe: bool) -> (Tensor, Vec<f64>) {
         let (b, t) = idx.size2().expect("inputs are [batch, seq_len]");
         let (h, hd, d) = (self.cfg.heads, self.cfg.head_dim(), self.cfg.d_model);

@@ -136,14 +136,13 @@ impl Sender_ {
         }
         // Order does not matter for correctness (ingest is keyed), but replaying first keeps the
         // spill file from growing while the API is up.
-        if !self.replay() || (!buf.is_empty() && !self.post(buf)) {
-            if !buf.is_empty() {
-                if let Err(e) = spill::append(&self.spill, buf) {
-                    tracing::error!(error = %e, "cannot write the spill file; {} points lost", buf.len());
-                }
-                if Instant::now() >= self.next_retry {
-                    self.failed();
-                }
+        let delivered = self.replay() && (buf.is_empty() || self.post(buf));
+        if !delivered && !buf.is_empty() {
+            if let Err(e) = spill::append(&self.spill, buf) {
+                tracing::error!(error = %e, "cannot write the spill file; {} points lost", buf.len());
+            }
+            if Instant::now() >= self.next_retry {
+                self.failed();
             }
         }
         buf.clear();
