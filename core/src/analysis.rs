@@ -108,6 +108,36 @@ pub fn lr_sensitivity(runs: &[LrRun]) -> Vec<LrSensitivity> {
     out
 }
 
+/// The LR-sweep view of a leaderboard: one [`LrRun`] per trial that produced a result. The
+/// configuration is every swept value except `training.lr` and `training.seed`.
+pub fn lr_runs(board: &crate::dto::Leaderboard) -> Vec<LrRun> {
+    board
+        .rows
+        .iter()
+        .filter(|r| r.phase.is_result())
+        .filter_map(|r| {
+            let lr = r.params.get("training.lr")?.as_f64()?;
+            let config: Vec<String> = r
+                .params
+                .iter()
+                .filter(|(k, _)| k.as_str() != "training.lr" && k.as_str() != "training.seed")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let eval = r.summaries.get(crate::metrics::EVAL_LOSS);
+            Some(LrRun {
+                config: if config.is_empty() {
+                    "base".into()
+                } else {
+                    config.join(", ")
+                },
+                lr,
+                final_loss: eval.and_then(|s| s.last),
+                initial_loss: eval.filter(|s| s.first_step == 0).and_then(|s| s.first),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,34 +184,4 @@ mod tests {
     fn single_lr_is_undefined() {
         assert!(lr_sensitivity(&[run("a", 1e-3, Some(3.0))]).is_empty());
     }
-}
-
-/// The LR-sweep view of a leaderboard: one [`LrRun`] per trial that produced a result. The
-/// configuration is every swept value except `training.lr` and `training.seed`.
-pub fn lr_runs(board: &crate::dto::Leaderboard) -> Vec<LrRun> {
-    board
-        .rows
-        .iter()
-        .filter(|r| r.phase.is_result())
-        .filter_map(|r| {
-            let lr = r.params.get("training.lr")?.as_f64()?;
-            let config: Vec<String> = r
-                .params
-                .iter()
-                .filter(|(k, _)| k.as_str() != "training.lr" && k.as_str() != "training.seed")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            let eval = r.summaries.get(crate::metrics::EVAL_LOSS);
-            Some(LrRun {
-                config: if config.is_empty() {
-                    "base".into()
-                } else {
-                    config.join(", ")
-                },
-                lr,
-                final_loss: eval.and_then(|s| s.last),
-                initial_loss: eval.filter(|s| s.first_step == 0).and_then(|s| s.first),
-            })
-        })
-        .collect()
 }
