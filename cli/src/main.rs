@@ -144,6 +144,8 @@ async fn cmd_run(
             return Ok(ExitCode::FAILURE);
         }
     };
+    // Workers run with their own folders; give them absolute paths.
+    let workdir = std::path::absolute(&workdir)?;
     let store = Arc::new(open_store(db).await?);
     let exp = store.create_experiment(&text, &loaded).await?;
     let (addr, _server) = orrery_api::spawn(store.clone(), "127.0.0.1:0".parse()?).await?;

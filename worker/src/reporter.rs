@@ -45,6 +45,8 @@ pub struct ReportStats {
 
 enum Msg {
     Point(MetricPoint),
+    /// Deliver or spill everything received so far, then answer.
+    Barrier(mpsc::Sender<()>),
     Finish,
 }
 
@@ -178,6 +180,12 @@ impl Reporter {
                             buf.push(p);
                             false
                         }
+                        Ok(Msg::Barrier(ack)) => {
+                            s.flush(&mut buf);
+                            last = Instant::now();
+                            let _ = ack.send(());
+                            false
+                        }
                         Ok(Msg::Finish) | Err(RecvTimeoutError::Disconnected) => true,
                         Err(RecvTimeoutError::Timeout) => false,
                     };
@@ -216,6 +224,16 @@ impl Reporter {
             value,
             wall_time: now_secs(),
         }));
+    }
+
+    /// Returns once every point logged so far is delivered or safely in the spill file. Called before
+    /// a checkpoint is written: a worker killed after it resumes from the checkpoint and logs only
+    /// later steps again, so the points before it must not be left in memory.
+    pub fn barrier(&self) {
+        let (ack, done) = mpsc::channel();
+        if self.tx.send(Msg::Barrier(ack)).is_ok() {
+            let _ = done.recv();
+        }
     }
 
     /// Flushes everything, waiting up to `final_wait` for an unreachable API.

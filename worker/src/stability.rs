@@ -201,6 +201,7 @@ pub fn run(cfg: &TrialConfig, env: &RunEnv, rep: &Reporter) -> Result<TrialResul
         }
         if let Some(dir) = &env.checkpoint_dir {
             if t.checkpoint_every > 0 && progress.step % t.checkpoint_every == 0 && !last {
+                rep.barrier();
                 checkpoint::save(dir, &opt, progress)?;
             }
         }

@@ -1,0 +1,351 @@
+//! End-to-end tests of `orrery` with real worker processes, a real SQLite file and the real API.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use orrery_api::Store;
+use orrery_core::dto::Leaderboard;
+use orrery_core::schedule::{ExperimentPhase, TrialPhase};
+
+fn orrery() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_orrery"))
+}
+
+fn worker() -> PathBuf {
+    let p = orrery().with_file_name("orrery-worker");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace (`cargo test --workspace`)",
+        p.display()
+    );
+    p
+}
+
+fn run(args: &[&str], dir: &Path) -> Output {
+    Command::new(orrery())
+        .args(args)
+        .current_dir(dir)
+        .env("ORRERY_WORKER_BIN", worker())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn spec(name: &str, training: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: orrery.dev/v1alpha1\nkind: Experiment\nmetadata: {{name: {name}}}\nspec:\n  workload: stability\n  model: {{preset: tiny, seq_len: 32}}\n  data: {{group_bytes: 20000}}\n  training: {{{training}}}\n{extra}"
+    )
+}
+
+async fn open(db: &Path) -> Store {
+    Store::open_sqlite(db).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tiny_sweep_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(
+        "tiny-sweep",
+        "steps: 30, batch_size: 8, log_every: 10, eval_every: 10, eval_batches: 2",
+        "  search:\n    space:\n      training.lr: {values: [1.0e-3, 1.0e-2]}\n  parallelism: 2\n",
+    );
+    std::fs::write(dir.path().join("s.yaml"), s).unwrap();
+    let out = run(&["--db", "o.db", "run", "s.yaml"], dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("LR sensitivity per configuration"), "{t}");
+
+    // The SQLite rows.
+    let store = open(&dir.path().join("o.db")).await;
+    let exp = store.find_experiment("tiny-sweep").await.unwrap();
+    assert_eq!(exp.phase, ExperimentPhase::Succeeded);
+    assert_eq!((exp.counts.total, exp.counts.succeeded), (2, 2));
+    for tr in store.trials(exp.id).await.unwrap() {
+        assert_eq!(tr.phase, TrialPhase::Succeeded);
+        assert_eq!(tr.attempts, 1);
+        let steps: Vec<i64> = store
+            .metric_history(tr.id, "train/loss")
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.step)
+            .collect();
+        assert_eq!(steps, vec![10, 20, 30]);
+        let eval: Vec<i64> = store
+            .metric_history(tr.id, "eval/loss")
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.step)
+            .collect();
+        assert_eq!(eval, vec![0, 10, 20, 30]);
+        assert_eq!(
+            store
+                .metric_history(tr.id, "attn/max_logit/L1")
+                .await
+                .unwrap()
+                .len(),
+            4
+        );
+    }
+
+    // The leaderboard JSON.
+    let out = run(
+        &["--db", "o.db", "show", "tiny-sweep", "--json"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let board: Leaderboard = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(board.rows.len(), 2);
+    assert_eq!(board.rows[0].rank, Some(1));
+    assert_eq!(board.rows[1].rank, Some(2));
+    let (a, b) = (
+        board.rows[0].objective.unwrap(),
+        board.rows[1].objective.unwrap(),
+    );
+    assert!(
+        a.is_finite() && a <= b,
+        "sorted by eval/loss ascending: {a} {b}"
+    );
+    let s = &board.rows[0].summaries["eval/loss"];
+    assert_eq!((s.count, s.first_step, s.last_step), (4, 0, 30));
+    assert_eq!(s.last, board.rows[0].objective);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_spec_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = spec("bad", "steps: 0, lr: -1", "  parallelism: 0\n");
+    std::fs::write(dir.path().join("bad.yaml"), bad).unwrap();
+
+    // No database yet: none is created.
+    let out = run(
+        &["--db", "o.db", "run", "bad.yaml", "--workdir", "runs"],
+        dir.path(),
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("bad.yaml:8:21: spec.training.steps: must be ≥ 1 (got 0)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("bad.yaml:8:28: spec.training.lr: must be > 0 (got -1)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("bad.yaml:9:16: spec.parallelism: must be ≥ 1 (got 0)"),
+        "{t}"
+    );
+    assert!(
+        !dir.path().join("o.db").exists(),
+        "a refused spec must not create the database"
+    );
+    assert!(!dir.path().join("runs").exists());
+
+    // An existing database is left exactly as it was.
+    let good = spec("good", "steps: 2, batch_size: 4, eval_batches: 1", "");
+    std::fs::write(dir.path().join("good.yaml"), good).unwrap();
+    assert!(run(
+        &["--db", "o.db", "run", "good.yaml", "--workdir", "runs"],
+        dir.path()
+    )
+    .status
+    .success());
+    let before = std::fs::read(dir.path().join("o.db")).unwrap();
+    let out = run(
+        &["--db", "o.db", "run", "bad.yaml", "--workdir", "runs"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read(dir.path().join("o.db")).unwrap(), before);
+    let out = run(&["validate", "bad.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let store = open(&dir.path().join("o.db")).await;
+    assert_eq!(store.list_experiments().await.unwrap().len(), 1);
+}
+
+/// The pid of the worker whose ORRERY_WORKDIR lies under `root`.
+fn find_worker(root: &Path) -> Option<i32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let env = String::from_utf8_lossy(&env);
+        let ours = env.split('\0').any(|kv| {
+            kv.strip_prefix("ORRERY_WORKDIR=")
+                .is_some_and(|d| Path::new(d).starts_with(root))
+        });
+        let cmd = std::fs::read_to_string(entry.path().join("cmdline")).unwrap_or_default();
+        if ours && cmd.contains("orrery-worker") {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_worker_is_retried_and_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(
+        "kill-me",
+        "steps: 1500, batch_size: 4, log_every: 10, eval_every: 500, eval_batches: 1, checkpoint_every: 50",
+        "  retry: {maxRestarts: 1}\n",
+    );
+    std::fs::write(dir.path().join("s.yaml"), s).unwrap();
+    let runs = dir.path().join("runs");
+    let mut child = Command::new(orrery())
+        .args(["--db", "o.db", "run", "s.yaml", "--workdir", "runs"])
+        .current_dir(dir.path())
+        .env("ORRERY_WORKER_BIN", worker())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ckpt = runs.join("1/trial-0/checkpoint/checkpoint.pt");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ckpt.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = find_worker(&runs).expect("the worker process");
+    // SAFETY: kill(2) on the worker we found; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("retrying"), "{out}");
+
+    let store = open(&dir.path().join("o.db")).await;
+    let exp = store.find_experiment("kill-me").await.unwrap();
+    let tr = &store.trials(exp.id).await.unwrap()[0];
+    assert_eq!(tr.phase, TrialPhase::Succeeded);
+    assert_eq!(tr.attempts, 2, "one retry");
+    let resumed: Vec<(i64, f64)> = store
+        .metric_history(tr.id, "sys/resumed_from_step")
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| (p.step, p.value))
+        .collect();
+    assert_eq!(resumed.len(), 2, "one start per attempt: {resumed:?}");
+    assert_eq!(resumed[0], (0, 0.0));
+    assert!(
+        resumed[1].0 >= 50 && resumed[1].0 % 50 == 0,
+        "the retry continued from a checkpoint, not from 0: {resumed:?}"
+    );
+    let steps: Vec<i64> = store
+        .metric_history(tr.id, "train/loss")
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.step)
+        .collect();
+    assert_eq!(
+        steps,
+        (1..=150).map(|i| i * 10).collect::<Vec<_>>(),
+        "every logged step exactly once"
+    );
+    let log2 = std::fs::read_to_string(runs.join("1/trial-0/attempt-2.log")).unwrap();
+    assert!(log2.contains("resumed from checkpoint"), "{log2}");
+}
+
+fn serve(db: &Path, port: u16) -> Child {
+    let c = Command::new(orrery())
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the API did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_down_for_20s_loses_no_metric_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("o.db");
+    let (steps, log_every, eval_every) = (3000, 10, 500);
+    let text = spec("outage", &format!("steps: {steps}, batch_size: 4, log_every: {log_every}, eval_every: {eval_every}, eval_batches: 1, checkpoint_every: 0"), "");
+    let trial_id = {
+        let store = open(&db).await;
+        let loaded = orrery_core::load_spec(&text).unwrap();
+        let exp = store.create_experiment(&text, &loaded).await.unwrap();
+        store.trials(exp.id).await.unwrap()[0].id
+    };
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut api = serve(&db, port);
+    let log = std::fs::File::create(dir.path().join("worker.log")).unwrap();
+    let mut w = Command::new(worker())
+        .env("ORRERY_API_URL", format!("http://127.0.0.1:{port}"))
+        .env("ORRERY_TRIAL_ID", trial_id.to_string())
+        .env("ORRERY_WORKDIR", dir.path().join("w"))
+        .env("ORRERY_THREADS", "1")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    api.kill().unwrap();
+    api.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(20));
+    let mut api = serve(&db, port);
+    let status = w.wait().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("worker.log")).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("spilling"),
+        "the outage was seen by the worker: {log}"
+    );
+    assert!(log.contains("replayed spilled metrics"), "{log}");
+    api.kill().unwrap();
+    api.wait().unwrap();
+
+    let store = open(&db).await;
+    let count = |name: &'static str| {
+        let store = &store;
+        async move { store.metric_history(trial_id, name).await.unwrap().len() }
+    };
+    assert_eq!(count("train/loss").await, steps / log_every);
+    assert_eq!(count("out/logz_mean").await, steps / log_every + 1);
+    assert_eq!(count("eval/loss").await, steps / eval_every + 1);
+    let s = store.summaries(&[trial_id]).await.unwrap();
+    assert_eq!(
+        s[&trial_id]["train/loss"].count as usize,
+        steps / log_every,
+        "summaries count each point once"
+    );
+}
