@@ -349,3 +349,59 @@ async fn api_down_for_20s_loses_no_metric_point() {
         "summaries count each point once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_cancels_running_and_pending_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(
+        "cancel-me",
+        "steps: 100000, batch_size: 4, log_every: 10, eval_every: 1000, eval_batches: 1",
+        "  search:\n    space:\n      training.lr: {values: [1.0e-4, 2.0e-4, 3.0e-4, 4.0e-4]}\n  parallelism: 2\n",
+    );
+    std::fs::write(dir.path().join("s.yaml"), s).unwrap();
+    let runs = dir.path().join("runs");
+    let mut child = Command::new(orrery())
+        .args(["--db", "o.db", "run", "s.yaml", "--workdir", "runs"])
+        .current_dir(dir.path())
+        .env("ORRERY_WORKER_BIN", worker())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until both workers have logged something (they are past start-up).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(0..2).all(|i| {
+        runs.join(format!("1/trial-{i}/attempt-1.log"))
+            .metadata()
+            .is_ok_and(|m| m.len() > 0)
+    }) {
+        assert!(Instant::now() < deadline, "workers did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child; no memory is involved.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(
+        find_worker(&runs).is_none(),
+        "no worker outlives a cancelled run"
+    );
+    let store = open(&dir.path().join("o.db")).await;
+    let exp = store.find_experiment("cancel-me").await.unwrap();
+    assert_eq!(exp.phase, ExperimentPhase::Cancelled);
+    let phases: Vec<TrialPhase> = store
+        .trials(exp.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.phase)
+        .collect();
+    assert_eq!(phases, vec![TrialPhase::Cancelled; 4]);
+}

@@ -1,0 +1,185 @@
+//! The API over real HTTP against a real SQLite file: spec submission, idempotent ingest, summaries,
+//! non-finite values, state transitions and the error statuses.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use orrery_api::Store;
+
+const SPEC: &str = "apiVersion: orrery.dev/v1alpha1\nkind: Experiment\nmetadata: {name: api-test}\nspec:\n  workload: stability\n  search:\n    space:\n      training.lr: {values: [1.0e-3, 1.0e-2]}\n";
+
+struct Server {
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("api.db"))
+        .await
+        .unwrap();
+    let (addr, _) = orrery_api::spawn(Arc::new(store), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    Server {
+        base: format!("http://{addr}"),
+        _dir: dir,
+    }
+}
+
+/// (status, body) of a request, whatever the status.
+fn call(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
+    let req = ureq::request(method, url).set("Content-Type", "application/json");
+    let r = match body {
+        Some(b) => req.send_string(b),
+        None => req.call(),
+    };
+    let resp = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_end_to_end() {
+    let s = start().await;
+    let base = s.base.clone();
+    tokio::task::spawn_blocking(move || {
+        // A bad spec: 422 with one detail per problem, nothing stored.
+        let (st, body) = call(
+            "POST",
+            &format!("{base}/api/v1/experiments"),
+            Some("apiVersion: x\nkind: Experiment\n"),
+        );
+        assert_eq!(st, 422, "{body}");
+        assert_eq!(
+            body["details"],
+            json!([
+                "1:1: missing required field `metadata`",
+                "1:1: missing required field `spec`",
+                "1:13: apiVersion: expected orrery.dev/v1alpha1, got \"x\""
+            ])
+        );
+        let (_, list) = call("GET", &format!("{base}/api/v1/experiments"), None);
+        assert_eq!(list, json!([]));
+
+        let (st, exp) = call("POST", &format!("{base}/api/v1/experiments"), Some(SPEC));
+        assert_eq!(st, 201, "{exp}");
+        assert_eq!(exp["counts"]["total"], 2);
+        let (_, trials) = call(
+            "GET",
+            &format!("{base}/api/v1/experiments/{}/trials", exp["id"]),
+            None,
+        );
+        let tid = trials[1]["id"].as_i64().unwrap();
+        assert_eq!(trials[1]["params"], json!({"training.lr": 0.01}));
+        assert_eq!(trials[1]["config"]["training"]["lr"], json!(0.01));
+
+        // Ingest twice: the second changes nothing.
+        let batch = json!({"points": [
+            {"name": "eval/loss", "step": 0, "value": 5.5, "wall_time": 1.0},
+            {"name": "eval/loss", "step": 10, "value": 3.0, "wall_time": 2.0},
+            {"name": "train/loss", "step": 10, "value": "NaN", "wall_time": 2.0},
+            {"name": "grad/norm", "step": 10, "value": "Infinity", "wall_time": 2.0}
+        ]})
+        .to_string();
+        for _ in 0..2 {
+            let (st, r) = call(
+                "POST",
+                &format!("{base}/api/v1/trials/{tid}/metrics"),
+                Some(&batch),
+            );
+            assert_eq!((st, r), (200, json!({"accepted": 4})));
+        }
+        let (_, hist) = call(
+            "GET",
+            &format!("{base}/api/v1/trials/{tid}/metrics?name=eval/loss"),
+            None,
+        );
+        assert_eq!(hist.as_array().unwrap().len(), 2);
+        let (_, hist) = call(
+            "GET",
+            &format!("{base}/api/v1/trials/{tid}/metrics?name=train/loss"),
+            None,
+        );
+        assert_eq!(hist[0]["value"], json!("NaN"));
+        let (_, hist) = call(
+            "GET",
+            &format!("{base}/api/v1/trials/{tid}/metrics?name=grad/norm"),
+            None,
+        );
+        assert_eq!(hist[0]["value"], json!("Infinity"));
+
+        // Transitions; a terminal trial cannot move again.
+        let (st, _) = call(
+            "POST",
+            &format!("{base}/api/v1/trials/{tid}/state"),
+            Some(r#"{"phase": "Succeeded"}"#),
+        );
+        assert_eq!(st, 200);
+        let (st, body) = call(
+            "POST",
+            &format!("{base}/api/v1/trials/{tid}/state"),
+            Some(r#"{"phase": "Running"}"#),
+        );
+        assert_eq!(st, 409, "{body}");
+        let (st, _) = call(
+            "POST",
+            &format!("{base}/api/v1/trials/{tid}/state"),
+            Some(r#"{"phase": "Sleeping"}"#),
+        );
+        assert_eq!(st, 422);
+
+        // The leaderboard ranks the trial with a result; summaries count each point once.
+        let (_, board) = call(
+            "GET",
+            &format!("{base}/api/v1/experiments/{}/leaderboard", exp["id"]),
+            None,
+        );
+        let top = &board["rows"][0];
+        assert_eq!(
+            (top["rank"].clone(), top["trial_id"].as_i64()),
+            (json!(1), Some(tid))
+        );
+        assert_eq!(top["objective"], json!(3.0));
+        assert_eq!(top["summaries"]["eval/loss"]["count"], json!(2));
+        assert_eq!(top["summaries"]["eval/loss"]["first"], json!(5.5));
+        assert_eq!(board["rows"][1]["rank"], Value::Null);
+
+        // Errors: unknown trial, bad metric name, bad JSON.
+        let (st, _) = call(
+            "POST",
+            &format!("{base}/api/v1/trials/9999/metrics"),
+            Some(r#"{"points": []}"#),
+        );
+        assert_eq!(st, 404);
+        let bad =
+            json!({"points": [{"name": "bad name", "step": 1, "value": 1.0, "wall_time": 0.0}]})
+                .to_string();
+        let (st, body) = call(
+            "POST",
+            &format!("{base}/api/v1/trials/{tid}/metrics"),
+            Some(&bad),
+        );
+        assert_eq!(st, 422, "{body}");
+        let (st, _) = call(
+            "POST",
+            &format!("{base}/api/v1/trials/{tid}/metrics"),
+            Some("{not json"),
+        );
+        assert!((400..500).contains(&st));
+        let (st, page) = call("GET", &format!("{base}/experiments/{}", exp["id"]), None);
+        assert_eq!(st, 200);
+        assert!(page.as_str().unwrap().contains("api-test"));
+    })
+    .await
+    .unwrap();
+}
