@@ -13,7 +13,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV          := $(abspath $(VENV))
 export PATH                 := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup build demo test fmt lint unit clean
+.PHONY: setup build demo test fmt lint unit k8s-tools e2e-k8s clean
 
 setup: $(TORCH_STAMP)
 
@@ -42,8 +42,19 @@ lint: setup
 unit: setup
 	cargo test --workspace
 
+# The Kubernetes control plane for the e2e tests, built from Go modules into ~/.cache/orrery/k8s
+# (first time on a machine: about 20 minutes on 2 cores; then cached).
+k8s-tools:
+	scripts/k8s/build-tools.sh
+
+# A real control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok GPU nodes): pods
+# requesting nvidia.com/gpu schedule or wait with the reason; the committed CRDs accept the repo's
+# spec and refuse a bad one.
+e2e-k8s: k8s-tools
+	scripts/k8s/smoke-test.sh
+
 # Everything CI runs (.ci/run calls exactly this).
-test: setup fmt lint unit
+test: setup fmt lint unit e2e-k8s
 
 clean:
 	cargo clean

@@ -75,6 +75,11 @@ enum Command {
     },
     /// Check a spec and print how many trials it expands to.
     Validate { spec: PathBuf },
+    /// Print the Experiment and Trial CRDs (or write them into a folder).
+    Crd {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Exit code for a rejected spec (and other bad input).
@@ -229,6 +234,20 @@ async fn main() -> anyhow::Result<ExitCode> {
             }
             Err(code) => Ok(code),
         },
+        Command::Crd { out } => {
+            for (file, crd) in orrery_operator::crd::crds() {
+                let yaml = orrery_operator::crd::to_yaml(&crd);
+                match &out {
+                    Some(dir) => {
+                        std::fs::create_dir_all(dir)?;
+                        std::fs::write(dir.join(&file), yaml)?;
+                        eprintln!("wrote {}", dir.join(&file).display());
+                    }
+                    None => print!("---\n{yaml}"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             spec,
             parallel,

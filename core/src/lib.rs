@@ -12,6 +12,7 @@ pub mod client;
 pub mod dto;
 pub mod metrics;
 pub mod schedule;
+pub mod schema;
 pub mod search;
 pub mod spec;
 pub mod spill;

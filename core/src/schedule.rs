@@ -294,7 +294,9 @@ pub fn decide(policy: &Policy, trials: &[TrialState], cancel_requested: bool) ->
 }
 
 /// Experiment-level counters for status displays.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Counts {
     pub total: u32,
     pub pending: u32,

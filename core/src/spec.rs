@@ -6,13 +6,14 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub const API_VERSION: &str = "orrery.dev/v1alpha1";
 pub const KIND: &str = "Experiment";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Experiment {
     pub api_version: String,
@@ -21,7 +22,7 @@ pub struct Experiment {
     pub spec: ExperimentSpec,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct Metadata {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -32,7 +33,7 @@ pub struct Metadata {
     pub annotations: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Workload {
     Stability,
@@ -48,7 +49,7 @@ impl Workload {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Goal {
     #[default]
@@ -66,7 +67,7 @@ impl Goal {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Objective {
     pub metric: String,
     pub goal: Goal,
@@ -83,7 +84,7 @@ impl Default for Objective {
 
 /// The experiment-level fields. The trial-level ones (workload, model, data, training, params) are
 /// what sweeps may change; see [`TrialConfig`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExperimentSpec {
     pub workload: Workload,
@@ -115,7 +116,7 @@ fn one() -> u32 {
 }
 
 /// Model size. `preset` supplies the defaults; explicit fields override it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct ModelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
@@ -132,7 +133,7 @@ pub struct ModelSpec {
 }
 
 /// A model with every size fixed: what a worker builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelShape {
     pub layers: u32,
     pub d_model: u32,
@@ -196,7 +197,7 @@ impl ModelSpec {
 pub const BUILTIN_CORPUS: &str = "builtin:multidomain";
 pub const BUILTIN_GROUPS: &[&str] = &["arithmetic", "brackets", "records", "markov"];
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct DataSpec {
     pub corpus: String,
@@ -229,7 +230,7 @@ impl DataSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightDecayMode {
     /// PyTorch AdamW: θ ← θ − η_t·λ·θ (decay scales with the learning rate).
@@ -239,7 +240,7 @@ pub enum WeightDecayMode {
     Independent,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct TrainingSpec {
     pub steps: u64,
@@ -299,7 +300,7 @@ impl TrainingSpec {
 
 /// Workload-specific parameters. Every workload's fields live here, and validation accepts only
 /// the ones that belong to the spec's workload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(default)]
 pub struct Params {
     #[serde(default)]
@@ -309,7 +310,7 @@ pub struct Params {
     pub z_loss: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SearchKind {
     #[default]
@@ -318,15 +319,17 @@ pub enum SearchKind {
     List,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct SearchSpec {
     pub kind: SearchKind,
     /// Dotted field path → dimension (kept as written; [`crate::search`] interprets it).
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::free_object")]
     pub space: BTreeMap<String, Value>,
     /// `list` search: one mapping of dotted path → value per trial.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::list_of_free_objects")]
     pub trials: Vec<BTreeMap<String, Value>>,
     /// `random` search: how many points to draw.
     #[serde(default)]
@@ -351,14 +354,14 @@ impl Default for SearchSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 #[serde(default)]
 pub struct RetrySpec {
     pub max_restarts: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct Resources {
     pub cpu: String,
@@ -377,7 +380,7 @@ impl Default for Resources {
 }
 
 /// Everything one trial needs to run: the trial-level sections after its sweep values were applied.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TrialConfig {
     pub workload: Workload,
     pub objective: Objective,

@@ -1,0 +1,229 @@
+//! The `Experiment` and `Trial` custom resources (`orrery.dev/v1alpha1`).
+//!
+//! An Experiment's spec *is* the spec `orrery run` reads (core's [`ExperimentSpec`], flattened in),
+//! so `kubectl apply -f experiments/x.yaml` and `orrery run experiments/x.yaml` take the same file.
+//! The value ranges in the CRD schema come from the validator's field tables
+//! ([`orrery_core::validate`]), so the API server refuses what `orrery validate` refuses, with the
+//! field named.
+
+use std::collections::BTreeMap;
+
+use kube::core::CustomResourceExt;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use orrery_core::schedule::Counts;
+use orrery_core::spec::{ExperimentSpec, Resources, TrialConfig};
+use orrery_core::validate::{
+    Field, Ty, DATA_FIELDS, MODEL_FIELDS, STABILITY_PARAMS, TRAINING_FIELDS,
+};
+
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "orrery.dev",
+    version = "v1alpha1",
+    kind = "Experiment",
+    namespaced,
+    status = "ExperimentStatus",
+    shortname = "exp",
+    category = "orrery",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Done","type":"string","jsonPath":".status.progress","description":"trials done/total"}"#,
+    printcolumn = r#"{"name":"Best","type":"number","jsonPath":".status.bestObjective"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+pub struct ExperimentResourceSpec {
+    #[serde(flatten)]
+    pub spec: ExperimentSpec,
+}
+
+/// A Kubernetes-style condition (`type, status, reason, message, lastTransitionTime`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// "True", "False" or "Unknown".
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    pub last_transition_time: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// "done/total", for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_trial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_objective: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "orrery.dev",
+    version = "v1alpha1",
+    kind = "Trial",
+    namespaced,
+    status = "TrialStatus",
+    shortname = "tr",
+    category = "orrery",
+    printcolumn = r#"{"name":"Experiment","type":"string","jsonPath":".spec.experiment"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Attempts","type":"integer","jsonPath":".status.attempts"}"#,
+    printcolumn = r#"{"name":"Objective","type":"number","jsonPath":".status.objective"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialResourceSpec {
+    /// The owning Experiment's name.
+    pub experiment: String,
+    pub index: u32,
+    /// The swept values of this trial (dotted path → value).
+    #[schemars(schema_with = "orrery_core::schema::free_object")]
+    pub params: BTreeMap<String, Value>,
+    pub config: TrialConfig,
+    pub resources: Resources,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Writes a field's accepted range into its OpenAPI schema node.
+fn constrain(node: &mut Value, f: &Field) {
+    let Some(obj) = node.as_object_mut() else {
+        return;
+    };
+    match f.ty {
+        Ty::Int { min, max } => {
+            obj.insert("minimum".into(), min.into());
+            if max < i64::MAX {
+                obj.insert("maximum".into(), max.into());
+            }
+        }
+        Ty::Num { gt, ge, lt, le } => {
+            if let Some(b) = gt.or(ge) {
+                obj.insert("minimum".into(), b.into());
+                obj.insert("exclusiveMinimum".into(), gt.is_some().into());
+            }
+            if let Some(b) = lt.or(le) {
+                obj.insert("maximum".into(), b.into());
+                obj.insert("exclusiveMaximum".into(), lt.is_some().into());
+            }
+        }
+        Ty::OneOf(options) => {
+            obj.insert(
+                "enum".into(),
+                options.iter().map(|o| Value::from(*o)).collect(),
+            );
+        }
+        Ty::Bool | Ty::Str | Ty::StrList => {}
+    }
+}
+
+/// Applies the validator's field tables to the `spec` schema of an Experiment CRD.
+fn constrain_spec(spec: &mut Value) {
+    for (section, fields) in [
+        ("model", MODEL_FIELDS),
+        ("data", DATA_FIELDS),
+        ("training", TRAINING_FIELDS),
+        ("params", STABILITY_PARAMS),
+    ] {
+        for f in fields {
+            if let Some(node) =
+                spec.pointer_mut(&format!("/properties/{section}/properties/{}", f.name))
+            {
+                constrain(node, f);
+            }
+        }
+    }
+    for (path, min) in [
+        ("/properties/parallelism", 1),
+        ("/properties/maxFailedTrials", 0),
+        ("/properties/retry/properties/maxRestarts", 0),
+    ] {
+        if let Some(node) = spec.pointer_mut(path).and_then(Value::as_object_mut) {
+            node.insert("minimum".into(), min.into());
+        }
+    }
+    // What the type system cannot say, as CEL rules evaluated by the API server.
+    if let Some(model) = spec
+        .pointer_mut("/properties/model")
+        .and_then(Value::as_object_mut)
+    {
+        model.insert(
+            "x-kubernetes-validations".into(),
+            serde_json::json!([{
+                "rule": "!has(self.d_model) || !has(self.heads) || self.d_model % self.heads == 0",
+                "message": "d_model must be divisible by heads"
+            }]),
+        );
+    }
+    if let Some(training) = spec
+        .pointer_mut("/properties/training")
+        .and_then(Value::as_object_mut)
+    {
+        training.insert(
+            "x-kubernetes-validations".into(),
+            serde_json::json!([{
+                "rule": "!has(self.warmup_steps) || !has(self.steps) || self.warmup_steps <= self.steps",
+                "message": "warmup_steps must not exceed steps"
+            }]),
+        );
+    }
+}
+
+/// The two CRDs as JSON values, with the validator's ranges applied.
+pub fn crds() -> Vec<(String, Value)> {
+    let mut exp = serde_json::to_value(Experiment::crd()).expect("the Experiment CRD serialises");
+    if let Some(versions) = exp
+        .pointer_mut("/spec/versions")
+        .and_then(Value::as_array_mut)
+    {
+        for v in versions {
+            if let Some(spec) = v.pointer_mut("/schema/openAPIV3Schema/properties/spec") {
+                constrain_spec(spec);
+            }
+        }
+    }
+    let trial = serde_json::to_value(Trial::crd()).expect("the Trial CRD serialises");
+    vec![
+        ("experiments.orrery.dev.yaml".into(), exp),
+        ("trials.orrery.dev.yaml".into(), trial),
+    ]
+}
+
+/// One CRD as the YAML committed under `charts/orrery/crds/`.
+pub fn to_yaml(crd: &Value) -> String {
+    format!(
+        "# Generated from the Rust types by `orrery crd --out charts/orrery/crds`; do not edit.\n{}",
+        serde_yaml::to_string(crd).expect("a CRD serialises to YAML")
+    )
+}
