@@ -31,7 +31,7 @@ build: setup
 
 demo: build
 	@echo "==> Running experiments/stability-cpu.yaml (14 trials) with the local executor"
-	./target/release/orrery --db .orrery/demo.db run experiments/stability-cpu.yaml
+	./target/release/orrery run experiments/stability-cpu.yaml
 
 fmt:
 	cargo fmt --all -- --check

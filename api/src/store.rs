@@ -185,10 +185,13 @@ impl Store {
         self.experiment_dto(m).await
     }
 
-    /// An experiment by id, or the newest one with that name.
+    /// An experiment by id, or the newest one with that name (names may be all digits too).
     pub async fn find_experiment(&self, id_or_name: &str) -> Result<ExperimentDto> {
         if let Ok(id) = id_or_name.parse::<i64>() {
-            return self.experiment(id).await;
+            match self.experiment(id).await {
+                Err(StoreError::NotFound(_)) => {}
+                other => return other,
+            }
         }
         let m = experiment::Entity::find()
             .filter(experiment::Column::Name.eq(id_or_name))
@@ -365,9 +368,27 @@ impl Store {
             .map(|s| (s.name.clone(), s))
             .collect();
         for (name, pts) in &by_name {
-            let mut inserted = 0u64;
-            let rows: Vec<metric::ActiveModel> = pts
+            // Points already stored are left alone and must not reach the summary either: find
+            // them first (writes are serialised above, so nothing slips in between).
+            let steps: Vec<i64> = pts.keys().copied().collect();
+            let mut stored = std::collections::HashSet::new();
+            for chunk in steps.chunks(INSERT_CHUNK) {
+                let found = metric::Entity::find()
+                    .filter(metric::Column::TrialId.eq(trial_id))
+                    .filter(metric::Column::Name.eq(*name))
+                    .filter(metric::Column::Step.is_in(chunk.to_vec()))
+                    .all(&txn)
+                    .await?;
+                stored.extend(found.into_iter().map(|m| m.step));
+            }
+            let new: Vec<&MetricPoint> = pts
                 .values()
+                .copied()
+                .filter(|p| !stored.contains(&p.step))
+                .collect();
+            let mut inserted = 0u64;
+            let rows: Vec<metric::ActiveModel> = new
+                .iter()
                 .map(|p| metric::ActiveModel {
                     trial_id: Set(trial_id),
                     name: Set(p.name.clone()),
@@ -397,7 +418,7 @@ impl Store {
                 trial_id,
                 name,
                 existing.get(*name),
-                pts.values().copied(),
+                new.into_iter(),
                 inserted as i64,
             );
             summary::Entity::insert(merged)
@@ -494,7 +515,7 @@ impl Store {
             .collect();
         let goal = experiment.goal;
         let ranked =
-            |r: &LeaderboardRow| r.objective.filter(|v| v.is_finite() && r.phase.is_result());
+            |r: &LeaderboardRow| r.objective.filter(|v| v.is_finite() && r.phase.is_ranked());
         rows.sort_by(|a, b| match (ranked(a), ranked(b)) {
             (Some(x), Some(y)) => {
                 let ord = x.total_cmp(&y);

@@ -18,11 +18,9 @@ use tokio::sync::mpsc;
 
 use orrery_api::Store;
 use orrery_core::schedule::{
-    apply, decide, on_outcome, Action, ExperimentPhase, Outcome, Policy, TrialPhase, TrialState,
+    apply, decide, on_outcome, outcome_from_exit, Action, ExperimentPhase, Outcome, Policy,
+    TrialPhase, TrialState,
 };
-
-/// Exit codes of `orrery-worker` (kept in step with `orrery_worker::exit`).
-const EXIT_DIVERGED: i32 = 3;
 
 pub struct Options {
     pub api_url: String,
@@ -32,8 +30,10 @@ pub struct Options {
     /// libtorch threads per worker.
     pub threads: usize,
     pub policy: Policy,
-    /// Set by the Ctrl-C handler.
+    /// Set by the first Ctrl-C: stop workers gracefully (SIGTERM) and cancel the rest.
     pub cancel: Arc<AtomicBool>,
+    /// Set by the second Ctrl-C: kill workers at once (SIGKILL).
+    pub abort: Arc<AtomicBool>,
 }
 
 enum Event {
@@ -51,9 +51,21 @@ enum Event {
 }
 
 struct Running {
-    pid: u32,
+    /// The worker leads its own process group; `None` if it exited before its pid was read.
+    pid: Option<u32>,
     bar: ProgressBar,
     cancel_sent: bool,
+    kill_sent: bool,
+}
+
+/// Signals a worker's whole process group.
+fn signal_group(pid: Option<u32>, sig: i32) {
+    if let Some(pid) = pid.filter(|p| *p > 0) {
+        // SAFETY: kill(2) on the process group of a worker we spawned; no memory is involved.
+        unsafe {
+            libc::kill(-(pid as i32), sig);
+        }
+    }
 }
 
 fn say(mp: &MultiProgress, msg: String) {
@@ -104,7 +116,7 @@ fn spawn_worker(
     attempt: u32,
     dir: &Path,
     events: mpsc::UnboundedSender<Event>,
-) -> std::io::Result<u32> {
+) -> std::io::Result<Option<u32>> {
     std::fs::create_dir_all(dir)?;
     let log = std::fs::File::create(dir.join(format!("attempt-{attempt}.log")))?;
     let mut child = tokio::process::Command::new(&opts.worker_bin)
@@ -120,7 +132,7 @@ fn spawn_worker(
         .process_group(0)
         .kill_on_drop(true)
         .spawn()?;
-    let pid = child.id().unwrap_or(0);
+    let pid = child.id();
     let stdout = child.stdout.take();
     tokio::spawn(async move {
         if let Some(out) = stdout {
@@ -178,7 +190,13 @@ pub async fn run(
             attempts: t.attempts,
         })
         .collect();
-    let exp_dir = opts.workdir.join(exp_id.to_string());
+    // Unique per run, not per database id: another database's experiment 1 must not resume from
+    // this one's checkpoints.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let exp_dir = opts.workdir.join(format!("{exp_id}-{stamp}"));
     let trial_dir = |i: usize| exp_dir.join(format!("trial-{i}"));
 
     let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
@@ -230,6 +248,9 @@ pub async fn run(
                                         Some(&format!("cannot start the worker: {e}")),
                                     )
                                     .await?;
+                                if states[trial].phase.is_terminal() {
+                                    overall.inc(1);
+                                }
                                 continue;
                             }
                         };
@@ -258,6 +279,7 @@ pub async fn run(
                             pid,
                             bar,
                             cancel_sent: false,
+                            kill_sent: false,
                         },
                     );
                 }
@@ -276,10 +298,11 @@ pub async fn run(
                     } else if let Some(r) = running.get_mut(&trial) {
                         if !r.cancel_sent {
                             r.cancel_sent = true;
-                            // SAFETY: kill(2) on a pid we spawned; no memory is involved.
-                            unsafe {
-                                libc::kill(r.pid as i32, libc::SIGTERM);
-                            }
+                            signal_group(r.pid, libc::SIGTERM);
+                        }
+                        if opts.abort.load(Ordering::SeqCst) && !r.kill_sent {
+                            r.kill_sent = true;
+                            signal_group(r.pid, libc::SIGKILL);
                         }
                     }
                 }
@@ -328,23 +351,7 @@ pub async fn run(
                     r.bar.finish_and_clear();
                     mp.remove(&r.bar);
                 }
-                let (outcome, message) = match (code, signal) {
-                    _ if cancelled => (Outcome::Cancelled, "cancelled".to_string()),
-                    (Some(0), _) => (Outcome::Succeeded, String::new()),
-                    (Some(EXIT_DIVERGED), _) => (
-                        Outcome::Diverged,
-                        "loss diverged (see the attempt log)".into(),
-                    ),
-                    (Some(c), _) => (
-                        Outcome::AttemptFailed,
-                        format!("worker exited with code {c}"),
-                    ),
-                    (None, Some(s)) => (
-                        Outcome::AttemptFailed,
-                        format!("worker killed by signal {s}"),
-                    ),
-                    (None, None) => (Outcome::AttemptFailed, "worker vanished".into()),
-                };
+                let (outcome, message) = outcome_from_exit(code, signal, cancelled);
                 replay_spill(&store, ids[trial], &trial_dir(trial)).await;
                 let before = states[trial];
                 states[trial] = on_outcome(&opts.policy, before, &outcome);

@@ -172,14 +172,18 @@ async fn cmd_run(
         exp.id
     );
     let cancel = Arc::new(AtomicBool::new(false));
+    let abort = Arc::new(AtomicBool::new(false));
     {
-        let cancel = cancel.clone();
+        let (cancel, abort) = (cancel.clone(), abort.clone());
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ncancelling: stopping running trials (Ctrl-C again to abort at once)");
+                eprintln!(
+                    "\ncancelling: stopping running trials (Ctrl-C again to kill them at once)"
+                );
                 cancel.store(true, Ordering::SeqCst);
                 if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
+                    eprintln!("\nkilling running trials");
+                    abort.store(true, Ordering::SeqCst);
                 }
             }
         });
@@ -192,6 +196,7 @@ async fn cmd_run(
         threads,
         policy,
         cancel,
+        abort,
     };
     let started = std::time::Instant::now();
     let phase = executor::run(store.clone(), exp.id, opts).await?;

@@ -47,6 +47,20 @@ fn spec(name: &str, training: &str, extra: &str) -> String {
     )
 }
 
+/// The folder of trial `i` of the first experiment run under `runs` (`runs/<id>-<stamp>/trial-<i>`);
+/// `None` until the executor created it.
+fn trial_dir(runs: &Path, i: usize) -> Option<PathBuf> {
+    let exp = std::fs::read_dir(runs)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("1-"))
+        })?;
+    Some(exp.join(format!("trial-{i}")))
+}
+
 async fn open(db: &Path) -> Store {
     Store::open_sqlite(db).await.unwrap()
 }
@@ -162,13 +176,20 @@ async fn invalid_spec_is_refused_and_nothing_is_written() {
     )
     .status
     .success());
-    let before = std::fs::read(dir.path().join("o.db")).unwrap();
+    // The database and its write-ahead log, byte for byte.
+    let snapshot = |d: &Path| -> Vec<Option<Vec<u8>>> {
+        ["o.db", "o.db-wal"]
+            .iter()
+            .map(|f| std::fs::read(d.join(f)).ok())
+            .collect()
+    };
+    let before = snapshot(dir.path());
     let out = run(
         &["--db", "o.db", "run", "bad.yaml", "--workdir", "runs"],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(std::fs::read(dir.path().join("o.db")).unwrap(), before);
+    assert_eq!(snapshot(dir.path()), before);
     let out = run(&["validate", "bad.yaml"], dir.path());
     assert_eq!(out.status.code(), Some(2));
     let store = open(&dir.path().join("o.db")).await;
@@ -215,9 +236,9 @@ async fn killed_worker_is_retried_and_resumes_from_its_checkpoint() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let ckpt = runs.join("1/trial-0/checkpoint/checkpoint.pt");
+    let ckpt = || trial_dir(&runs, 0).map(|d| d.join("checkpoint/checkpoint.pt"));
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !ckpt.exists() {
+    while !ckpt().is_some_and(|c| c.exists()) {
         assert!(Instant::now() < deadline, "no checkpoint appeared");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -265,7 +286,7 @@ async fn killed_worker_is_retried_and_resumes_from_its_checkpoint() {
         (1..=150).map(|i| i * 10).collect::<Vec<_>>(),
         "every logged step exactly once"
     );
-    let log2 = std::fs::read_to_string(runs.join("1/trial-0/attempt-2.log")).unwrap();
+    let log2 = std::fs::read_to_string(trial_dir(&runs, 0).unwrap().join("attempt-2.log")).unwrap();
     assert!(log2.contains("resumed from checkpoint"), "{log2}");
 }
 
@@ -318,7 +339,21 @@ async fn api_down_for_20s_loses_no_metric_point() {
         .stderr(log)
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    // Take the API away only once the worker is streaming (its first points are stored).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let store = open(&db).await;
+        if !store
+            .metric_history(trial_id, "train/loss")
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker never reported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     api.kill().unwrap();
     api.wait().unwrap();
     std::thread::sleep(Duration::from_secs(20));
@@ -371,9 +406,9 @@ async fn ctrl_c_cancels_running_and_pending_trials() {
     // Wait until both workers have logged something (they are past start-up).
     let deadline = Instant::now() + Duration::from_secs(120);
     while !(0..2).all(|i| {
-        runs.join(format!("1/trial-{i}/attempt-1.log"))
-            .metadata()
-            .is_ok_and(|m| m.len() > 0)
+        trial_dir(&runs, i)
+            .and_then(|d| d.join("attempt-1.log").metadata().ok())
+            .is_some_and(|m| m.len() > 0)
     }) {
         assert!(Instant::now() < deadline, "workers did not start");
         std::thread::sleep(Duration::from_millis(50));

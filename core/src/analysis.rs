@@ -108,8 +108,9 @@ pub fn lr_sensitivity(runs: &[LrRun]) -> Vec<LrSensitivity> {
     out
 }
 
-/// The LR-sweep view of a leaderboard: one [`LrRun`] per trial that produced a result. The
-/// configuration is every swept value except `training.lr` and `training.seed`.
+/// The LR-sweep view of a leaderboard: one [`LrRun`] per trial that produced a result (diverged
+/// ones at ℓ₀). Failed trials (crashes, not divergence) carry no information about the learning rate
+/// and are left out. The configuration is every swept value except `training.lr` and `training.seed`.
 pub fn lr_runs(board: &crate::dto::Leaderboard) -> Vec<LrRun> {
     board
         .rows
@@ -131,7 +132,10 @@ pub fn lr_runs(board: &crate::dto::Leaderboard) -> Vec<LrRun> {
                     config.join(", ")
                 },
                 lr,
-                final_loss: eval.and_then(|s| s.last),
+                // A diverged run counts as ℓ₀ whatever it logged before diverging.
+                final_loss: eval
+                    .and_then(|s| s.last)
+                    .filter(|_| r.phase != crate::schedule::TrialPhase::Diverged),
                 initial_loss: eval.filter(|s| s.first_step == 0).and_then(|s| s.first),
             })
         })

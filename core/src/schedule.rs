@@ -15,6 +15,7 @@ pub enum TrialPhase {
     Failed,
     /// NaN/inf or a loss above its initial value: a result (LR sweeps need it), not a failure.
     Diverged,
+    /// Reserved for early-stopping policies; no executor produces it yet.
     EarlyStopped,
     Cancelled,
 }
@@ -40,6 +41,12 @@ impl TrialPhase {
             self,
             TrialPhase::Succeeded | TrialPhase::Diverged | TrialPhase::EarlyStopped
         )
+    }
+
+    /// Results that are ranked by their objective. A diverged trial's last finite value predates
+    /// its divergence, so it is listed but never ranked.
+    pub fn is_ranked(self) -> bool {
+        matches!(self, TrialPhase::Succeeded | TrialPhase::EarlyStopped)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -171,6 +178,8 @@ pub enum Outcome {
     EarlyStopped,
     /// The process or pod failed (crash, kill, OOM, ...): retried while restarts remain.
     AttemptFailed,
+    /// The worker refused its configuration: failed at once, since a retry would fail the same way.
+    Rejected,
     /// Stopped because the executor cancelled it.
     Cancelled,
 }
@@ -189,6 +198,43 @@ pub enum Action {
     },
 }
 
+/// Exit codes of `orrery-worker`; both executors read them.
+pub mod exit {
+    pub const SUCCEEDED: i32 = 0;
+    pub const FAILED: i32 = 1;
+    /// The configuration cannot run (bad data path, unknown device): retrying will not help.
+    pub const BAD_CONFIG: i32 = 2;
+    pub const DIVERGED: i32 = 3;
+}
+
+/// How an attempt ended, from the worker's exit code (or the signal that killed it), with a
+/// message for the user. `cancelled`: the executor asked it to stop; a result it still produced
+/// wins over that.
+pub fn outcome_from_exit(
+    code: Option<i32>,
+    signal: Option<i32>,
+    cancelled: bool,
+) -> (Outcome, String) {
+    match (code, signal) {
+        (Some(exit::SUCCEEDED), _) => (Outcome::Succeeded, String::new()),
+        (Some(exit::DIVERGED), _) => (Outcome::Diverged, "the loss diverged".into()),
+        _ if cancelled => (Outcome::Cancelled, "cancelled".into()),
+        (Some(exit::BAD_CONFIG), _) => (
+            Outcome::Rejected,
+            "the worker refused its configuration (exit code 2; see the attempt log)".into(),
+        ),
+        (Some(c), _) => (
+            Outcome::AttemptFailed,
+            format!("the worker exited with code {c}"),
+        ),
+        (None, Some(s)) => (
+            Outcome::AttemptFailed,
+            format!("the worker was killed by signal {s}"),
+        ),
+        (None, None) => (Outcome::AttemptFailed, "the worker vanished".into()),
+    }
+}
+
 /// The trial's state after an attempt ended.
 pub fn on_outcome(policy: &Policy, state: TrialState, outcome: &Outcome) -> TrialState {
     let phase = match outcome {
@@ -197,7 +243,7 @@ pub fn on_outcome(policy: &Policy, state: TrialState, outcome: &Outcome) -> Tria
         Outcome::EarlyStopped => TrialPhase::EarlyStopped,
         Outcome::Cancelled => TrialPhase::Cancelled,
         Outcome::AttemptFailed if state.attempts <= policy.max_restarts => TrialPhase::Pending,
-        Outcome::AttemptFailed => TrialPhase::Failed,
+        Outcome::AttemptFailed | Outcome::Rejected => TrialPhase::Failed,
     };
     TrialState {
         phase,

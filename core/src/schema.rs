@@ -13,3 +13,8 @@ pub fn free_object(_: &mut SchemaGenerator) -> Schema {
 pub fn list_of_free_objects(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}})
 }
+
+/// A Kubernetes int-or-string (resource quantities).
+pub fn int_or_string(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"x-kubernetes-int-or-string": true})
+}

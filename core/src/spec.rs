@@ -364,9 +364,26 @@ pub struct RetrySpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct Resources {
+    /// A Kubernetes quantity: `2`, `500m`. A bare number is accepted and kept as text.
+    #[serde(deserialize_with = "quantity")]
+    #[schemars(schema_with = "crate::schema::int_or_string")]
     pub cpu: String,
+    /// A Kubernetes quantity: `4Gi`, `512Mi`.
+    #[serde(deserialize_with = "quantity")]
+    #[schemars(schema_with = "crate::schema::int_or_string")]
     pub memory: String,
     pub gpu: u32,
+}
+
+/// Reads a quantity written as a string or a bare number (`cpu: 2`).
+fn quantity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a quantity, got {other}"
+        ))),
+    }
 }
 
 impl Default for Resources {

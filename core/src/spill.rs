@@ -22,6 +22,13 @@ pub fn append(path: &Path, points: &[MetricPoint]) -> io::Result<()> {
     .map_err(io::Error::other)?;
     line.push('\n');
     let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+    // A line cut short by a crash must not swallow this batch: start on a fresh line.
+    let torn = fs::read(path)
+        .map(|b| b.last().is_some_and(|c| *c != b'\n'))
+        .unwrap_or(false);
+    if torn {
+        line.insert(0, '\n');
+    }
     f.write_all(line.as_bytes())?;
     f.sync_data()
 }
@@ -66,6 +73,12 @@ mod tests {
         f.write_all(b"{\"points\":[{\"na").unwrap();
         let got = read(&p).unwrap();
         assert_eq!(got.len(), 3);
+        append(&p, &[pt(4)]).unwrap();
+        assert_eq!(
+            read(&p).unwrap().len(),
+            4,
+            "a batch after a torn line survives"
+        );
         assert!(got[0].value.is_nan());
         fs::remove_dir_all(dir).unwrap();
     }

@@ -10,7 +10,9 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::search::{self, TrialPlan};
-use crate::spec::{Experiment, API_VERSION, BUILTIN_CORPUS, BUILTIN_GROUPS, KIND, MODEL_PRESETS};
+use crate::spec::{
+    Experiment, ModelSpec, TrainingSpec, API_VERSION, BUILTIN_CORPUS, BUILTIN_GROUPS, KIND,
+};
 use crate::yaml::{self, display_path, Loc, Locations, Path, Seg};
 
 /// One problem in a spec.
@@ -213,11 +215,8 @@ fn fmt_num(x: f64) -> String {
 pub fn check_value(ty: Ty, v: &Value) -> Result<(), String> {
     match ty {
         Ty::Int { min, max } => {
-            let Some(i) = v.as_i64().or_else(|| {
-                v.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
-                    .map(|f| f as i64)
-            }) else {
+            // Strictly integers: `1e3` is a float in YAML 1.2 and would not convert to a count.
+            let Some(i) = v.as_i64() else {
                 return Err(format!("expected an integer, got {}", describe(v)));
             };
             if i < min {
@@ -383,9 +382,6 @@ pub fn load_spec(text: &str) -> Result<LoadedSpec, SpecErrors> {
         errors: Vec::new(),
     };
     check_document(&mut c, &raw);
-    if c.errors.is_empty() {
-        check_trial_sections(&mut c, &raw);
-    }
     let mut trials = Vec::new();
     if c.errors.is_empty() {
         match search::expand(&raw) {
@@ -806,9 +802,12 @@ fn check_dimension(c: &mut Checker, path: &[Seg], dim: &Value, f: Field, kind: &
                     &fp,
                     format!("a log scale needs low > 0 (got {})", fmt_num(lo)),
                 );
-            } else if let Some(msg) = [lo, hi]
-                .iter()
-                .find_map(|x| check_value(f.ty, &serde_json::json!(x)).err())
+            } else if let Some(msg) = m
+                .get(form)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find_map(|x| check_value(f.ty, x).err())
             {
                 c.at_value(&fp, msg);
             }
@@ -839,48 +838,36 @@ fn check_dimension(c: &mut Checker, path: &[Seg], dim: &Value, f: Field, kind: &
     }
 }
 
-/// Trial-level cross-field rules on the spec as written (the same rules run per trial below).
-fn check_trial_sections(c: &mut Checker, raw: &Value) {
-    let base = search::trial_sections(raw);
-    for (path, msg) in cross_field_errors(&base) {
-        c.at_value(&path, msg);
-    }
-}
-
-/// Rules that involve more than one field. Paths returned are under `spec`.
-fn cross_field_errors(sections: &Value) -> Vec<(Path, String)> {
+/// Rules that involve more than one field: `(path under spec, message, the dotted fields involved)`.
+/// Runs on sections whose fields already passed their own checks.
+fn cross_field_errors(sections: &Value) -> Vec<(Path, String, &'static [&'static str])> {
     let mut out = Vec::new();
-    let model = sections.get("model").cloned().unwrap_or(Value::Null);
-    let preset = model
-        .get("preset")
-        .and_then(Value::as_str)
-        .unwrap_or("tiny");
-    let base = MODEL_PRESETS
-        .iter()
-        .find(|(n, _)| *n == preset)
-        .map(|(_, s)| *s)
-        .unwrap_or(MODEL_PRESETS[0].1);
-    let d = model
-        .get("d_model")
-        .and_then(Value::as_u64)
-        .unwrap_or(base.d_model as u64);
-    let h = model
-        .get("heads")
-        .and_then(Value::as_u64)
-        .unwrap_or(base.heads as u64);
-    if h > 0 && d % h != 0 {
+    let model: ModelSpec = sections
+        .get("model")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default();
+    let shape = model.shape();
+    if shape.heads > 0 && !shape.d_model.is_multiple_of(shape.heads) {
         out.push((
             key_path(&["spec", "model", "heads"]),
-            format!("d_model ({d}) must be divisible by heads ({h})"),
+            format!(
+                "d_model ({}) must be divisible by heads ({})",
+                shape.d_model, shape.heads
+            ),
+            &["model.heads", "model.d_model", "model.preset"][..],
         ));
     }
     let training = sections.get("training").cloned().unwrap_or(Value::Null);
-    let steps = training.get("steps").and_then(Value::as_u64).unwrap_or(300);
+    let steps = training
+        .get("steps")
+        .and_then(Value::as_u64)
+        .unwrap_or(TrainingSpec::default().steps);
     if let Some(w) = training.get("warmup_steps").and_then(Value::as_u64) {
         if w > steps {
             out.push((
                 key_path(&["spec", "training", "warmup_steps"]),
                 format!("must not exceed training.steps ({steps}) (got {w})"),
+                &["training.warmup_steps", "training.steps"][..],
             ));
         }
     }
@@ -901,6 +888,7 @@ fn cross_field_errors(sections: &Value) -> Vec<(Path, String)> {
                         "unknown group \"{g}\"; use one of {} or file:PATH",
                         BUILTIN_GROUPS.join(", ")
                     ),
+                    &["data.groups"][..],
                 ));
             }
         }
@@ -908,30 +896,47 @@ fn cross_field_errors(sections: &Value) -> Vec<(Path, String)> {
     out
 }
 
-/// Runs the cross-field rules on every expanded trial. A problem caused by a swept value is reported
-/// where the user wrote that value: its dimension in `search.space` or its entry in `search.trials`.
+/// Runs the cross-field rules on every expanded trial (a spec without a search is one trial). A
+/// problem caused by a swept value is reported where the user wrote that value: its dimension in
+/// `search.space` or its entry in `search.trials`; one that no sweep touches, at the field itself.
 fn check_trials(c: &mut Checker, trials: &[TrialPlan]) {
     let mut seen = BTreeSet::new();
-    for t in trials.iter().filter(|t| !t.assignments.is_empty()) {
-        for (path, msg) in cross_field_errors(&t.sections) {
-            let Some(Seg::Key(section)) = path.get(1) else {
-                continue;
-            };
+    for t in trials {
+        for (path, msg, involved) in cross_field_errors(&t.sections) {
             let culprit = t
                 .assignments
                 .keys()
-                .find(|k| k.split('.').next() == Some(section.as_str()));
-            let at = culprit
-                .map(|k| t.source_path(k))
-                .unwrap_or_else(|| path.clone());
-            let message = format!(
-                "{}: {msg} (trial {})",
-                display_path(&path[1..]),
-                t.describe()
-            );
+                .find(|k| involved.contains(&k.as_str()));
+            let (at, message) = match culprit {
+                Some(k) => (
+                    t.source_path(k),
+                    format!(
+                        "{}: {msg} (trial {})",
+                        display_path(&path[1..]),
+                        t.describe()
+                    ),
+                ),
+                None => (path.clone(), msg),
+            };
             if seen.insert((display_path(&at), message.clone())) {
                 c.at_value(&at, message);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn preset_names_follow_the_presets() {
+        let names: Vec<&str> = crate::spec::MODEL_PRESETS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, super::PRESET_NAMES);
+    }
+
+    #[test]
+    fn numeric_quantities_convert() {
+        let text = "apiVersion: orrery.dev/v1alpha1\nkind: Experiment\nmetadata: {name: q}\nspec:\n  workload: stability\n  resources: {cpu: 2, memory: 4Gi}\n";
+        let s = crate::load_spec(text).unwrap();
+        assert_eq!(s.experiment.spec.resources.cpu, "2");
     }
 }

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use orrery_core::schedule::Outcome;
+use orrery_core::schedule::{outcome_from_exit, Outcome};
 use orrery_core::spec::Resources;
 
 pub const LABEL_EXPERIMENT: &str = "orrery.dev/experiment";
@@ -18,8 +18,6 @@ pub const LABEL_TRIAL: &str = "orrery.dev/trial";
 pub const LABEL_ATTEMPT: &str = "orrery.dev/attempt";
 /// The GPU resource name of the NVIDIA device plugin.
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
-/// `orrery-worker`'s exit code for a diverged trial (kept in step with `orrery_worker::exit`).
-pub const EXIT_DIVERGED: i32 = 3;
 
 /// What the operator knows when it starts an attempt.
 pub struct AttemptPod<'a> {
@@ -164,15 +162,17 @@ pub fn outcome(pod: &Pod) -> Option<(Outcome, String)> {
                 ));
             }
             match terminated {
-                Some(t) if t.exit_code == EXIT_DIVERGED => {
-                    Some((Outcome::Diverged, "the loss diverged".into()))
-                }
                 Some(t) => {
-                    let reason = t.reason.unwrap_or_else(|| "Error".into());
-                    Some((
-                        Outcome::AttemptFailed,
-                        format!("{reason}: the worker exited with code {}", t.exit_code),
-                    ))
+                    // The worker's exit code says what happened; the kubelet's reason (OOMKilled,
+                    // Error) says how, for failed attempts.
+                    let (o, why) = outcome_from_exit(Some(t.exit_code), None, false);
+                    let why = match o {
+                        Outcome::AttemptFailed => {
+                            format!("{}: {why}", t.reason.unwrap_or_else(|| "Error".into()))
+                        }
+                        _ => why,
+                    };
+                    Some((o, why))
                 }
                 None => Some((
                     Outcome::AttemptFailed,
@@ -317,6 +317,12 @@ mod tests {
         let (o, why) = outcome(&with_status("Failed", None, terminated(137, "OOMKilled"))).unwrap();
         assert_eq!(o, Outcome::AttemptFailed);
         assert!(why.starts_with("OOMKilled"), "{why}");
+        let (o, _) = outcome(&with_status("Failed", None, terminated(2, "Error"))).unwrap();
+        assert_eq!(
+            o,
+            Outcome::Rejected,
+            "a refused configuration is not retried"
+        );
         let (o, why) = outcome(&with_status(
             "Failed",
             Some("Evicted"),

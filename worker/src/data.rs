@@ -202,6 +202,37 @@ fn generate(group: &str, seed: u64, split: Split, bytes: usize) -> Result<Vec<u8
     Ok(out.into_bytes())
 }
 
+/// A metric-safe, unique name for a `file:` group: the file stem with anything but letters, digits,
+/// `_ - .` turned into `_`, suffixed with `-2`, `-3`, ... if another group has it already.
+fn group_name(path: &str, taken: &[Group]) -> String {
+    let stem = std::path::Path::new(path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut base: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if base.is_empty() {
+        base = "file".into();
+    }
+    let mut name = base.clone();
+    let mut n = 1;
+    while taken.iter().any(|g| g.name == name)
+        || orrery_core::spec::BUILTIN_GROUPS.contains(&name.as_str())
+    {
+        n += 1;
+        name = format!("{base}-{n}");
+    }
+    name
+}
+
 /// All groups of a data spec, each checked to be long enough for `seq_len`.
 pub fn load_groups(spec: &DataSpec, seq_len: usize) -> Result<Vec<Group>, DataError> {
     let eval_bytes = (spec.group_bytes as usize / 10).max(seq_len + 1);
@@ -215,10 +246,7 @@ pub fn load_groups(spec: &DataSpec, seq_len: usize) -> Result<Vec<Group>, DataEr
             })?;
             let n = bytes.len();
             let (a, b) = (n * 90 / 100, n * 95 / 100);
-            let name = std::path::Path::new(path)
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or(g.clone());
+            let name = group_name(path, &groups);
             Group {
                 name,
                 train: bytes[..a].to_vec(),
@@ -369,6 +397,19 @@ mod tests {
         std::fs::write(&p, "abcdefghij".repeat(100)).unwrap();
         let g = load_groups(&spec(vec![format!("file:{}", p.display())]), 8).unwrap();
         assert_eq!(g[0].name, "notes");
+        let odd = dir.path().join("my notes.txt");
+        std::fs::copy(&p, &odd).unwrap();
+        let both = vec![
+            format!("file:{}", p.display()),
+            format!("file:{}", odd.display()),
+            format!("file:{}", p.display()),
+        ];
+        let names: Vec<String> = load_groups(&spec(both), 8)
+            .unwrap()
+            .into_iter()
+            .map(|g| g.name)
+            .collect();
+        assert_eq!(names, vec!["notes", "my_notes", "notes-2"]);
         assert_eq!(
             (g[0].train.len(), g[0].validation.len(), g[0].test.len()),
             (900, 50, 50)

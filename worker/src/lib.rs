@@ -13,12 +13,7 @@ pub mod reporter;
 pub mod stability;
 
 /// Exit codes of `orrery-worker`, read by the executors.
-pub mod exit {
-    pub const SUCCEEDED: i32 = 0;
-    pub const FAILED: i32 = 1;
-    pub const BAD_CONFIG: i32 = 2;
-    pub const DIVERGED: i32 = 3;
-}
+pub use orrery_core::schedule::exit;
 
 /// Parses `auto | cpu | cuda | cuda:N`.
 pub fn parse_device(s: &str) -> Result<tch::Device, String> {

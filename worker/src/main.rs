@@ -45,15 +45,32 @@ struct Args {
     final_wait: u64,
 }
 
-fn load_config(args: &Args, client: Option<&ApiClient>) -> Result<TrialConfig, String> {
+/// Why the configuration could not be had: a bad one (exit 2, not retried) or an API that did not
+/// answer (exit 1, a failed attempt that is retried).
+enum ConfigError {
+    Bad(String),
+    Unreachable(String),
+}
+
+fn load_config(args: &Args, client: Option<&ApiClient>) -> Result<TrialConfig, ConfigError> {
+    use ConfigError::{Bad, Unreachable};
+    if client.is_some() && args.trial_id.is_none() {
+        return Err(Bad(
+            "--api needs --trial-id (or ORRERY_TRIAL_ID): metrics belong to a trial".into(),
+        ));
+    }
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        return serde_json::from_str(&text)
-            .map_err(|e| format!("{}: not a trial configuration: {e}", path.display()));
+            .map_err(|e| Bad(format!("cannot read {}: {e}", path.display())))?;
+        return serde_json::from_str(&text).map_err(|e| {
+            Bad(format!(
+                "{}: not a trial configuration: {e}",
+                path.display()
+            ))
+        });
     }
     let (Some(client), Some(id)) = (client, args.trial_id) else {
-        return Err("give --config FILE, or --api URL and --trial-id ID (or ORRERY_API_URL and ORRERY_TRIAL_ID)".into());
+        return Err(Bad("give --config FILE, or --api URL and --trial-id ID (or ORRERY_API_URL and ORRERY_TRIAL_ID)".into()));
     };
     // The API may still be starting (pods, restarts): retry for a while before giving up.
     let mut wait = std::time::Duration::from_millis(250);
@@ -65,13 +82,16 @@ fn load_config(args: &Args, client: Option<&ApiClient>) -> Result<TrialConfig, S
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(std::time::Duration::from_secs(5));
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(Bad(e.to_string())),
         }
     }
-    client
-        .get_trial(id)
-        .map(|t| t.config)
-        .map_err(|e| e.to_string())
+    client.get_trial(id).map(|t| t.config).map_err(|e| {
+        if e.is_transient() {
+            Unreachable(e.to_string())
+        } else {
+            Bad(e.to_string())
+        }
+    })
 }
 
 fn main() -> ExitCode {
@@ -98,9 +118,13 @@ fn main() -> ExitCode {
         .map(|u| ApiClient::new(u, args.token.clone()));
     let cfg = match load_config(&args, client.as_ref()) {
         Ok(c) => c,
-        Err(e) => {
+        Err(ConfigError::Bad(e)) => {
             eprintln!("error: {e}");
             return ExitCode::from(exit::BAD_CONFIG as u8);
+        }
+        Err(ConfigError::Unreachable(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::FAILED as u8);
         }
     };
     let trial_id = args.trial_id.unwrap_or(0);
@@ -144,6 +168,10 @@ fn main() -> ExitCode {
         Ok(TrialResult::Diverged(why)) => {
             tracing::warn!("trial diverged: {why}");
             ExitCode::from(exit::DIVERGED as u8)
+        }
+        Err(e @ stability::TrainError::Data(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit::BAD_CONFIG as u8)
         }
         Err(e) => {
             eprintln!("error: {e}");

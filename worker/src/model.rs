@@ -3,7 +3,7 @@
 //! queries and keys, per head over the head dimension, before the logits) and `z_loss`
 //! (L = CE + c·mean(log Z)², log Z by logsumexp).
 //!
-//! Training uses the fused attention kernel; [`Gpt::forward_probe`] runs the same maths with explicit
+//! Training uses the fused attention kernel; [`Gpt::forward_explicit`] runs the same maths with explicit
 //! attention logits so their statistics can be measured on a probe batch.
 
 use tch::nn::{self, Init};
