@@ -21,13 +21,7 @@ tr.best td{{background:#e8f5e9;font-weight:600}}a{{color:#0645ad}}</style></head
     )
 }
 
-pub fn fmt_value(v: Option<f64>) -> String {
-    match v {
-        Some(x) if x.is_finite() => format!("{x:.4}"),
-        Some(x) => x.to_string(),
-        None => "—".into(),
-    }
-}
+pub use orrery_core::dto::fmt_value;
 
 pub fn experiments(list: &[ExperimentDto]) -> String {
     let mut b = String::from("<h1>Orrery experiments</h1>");

@@ -5,13 +5,7 @@ use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, Table};
 use orrery_core::analysis::LrSensitivity;
 use orrery_core::dto::{ExperimentDto, Leaderboard};
 
-pub fn fmt_value(v: Option<f64>) -> String {
-    match v {
-        Some(x) if x.is_finite() => format!("{x:.4}"),
-        Some(x) => x.to_string(),
-        None => "—".into(),
-    }
-}
+pub use orrery_core::dto::fmt_value;
 
 fn new_table(header: Vec<String>) -> Table {
     let mut t = Table::new();

@@ -61,6 +61,15 @@ pub mod float {
     }
 }
 
+/// A metric value for people: four decimals, `NaN`/`inf` spelled out, `—` for none.
+pub fn fmt_value(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x:.4}"),
+        Some(x) => x.to_string(),
+        None => "—".into(),
+    }
+}
+
 /// One metric point. `(trial, name, step)` is unique: sending it again changes nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricPoint {

@@ -109,6 +109,10 @@ impl Sender_ {
         if !spill::has_points(&self.spill) {
             return true;
         }
+        if self.client.is_none() {
+            // No API: the spill file is the destination, not a queue.
+            return false;
+        }
         if Instant::now() < self.next_retry {
             return false;
         }
@@ -239,6 +243,11 @@ impl Reporter {
     /// Flushes everything, waiting up to `final_wait` for an unreachable API.
     pub fn finish(self) -> ReportStats {
         let _ = self.tx.send(Msg::Finish);
-        self.handle.join().unwrap_or_default()
+        self.handle.join().unwrap_or_else(|_| {
+            tracing::error!(
+                "the metric reporter thread panicked; undelivered points may be in the spill file"
+            );
+            ReportStats::default()
+        })
     }
 }
