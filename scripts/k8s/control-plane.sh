@@ -124,19 +124,26 @@ NODE
   echo "export KUBECONFIG=$dir/kubeconfig"
 }
 
+# True while the pid stored for component $2 in folder $1 is still that component (not a reused pid).
+alive() {
+  local pid
+  pid=$(cat "$1/$2.pid" 2>/dev/null) || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "/$2 "
+}
+
 stop() {
   local dir=$1
   for c in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
-    if [ -f "$dir/$c.pid" ]; then
+    if alive "$dir" "$c"; then
       kill "$(cat "$dir/$c.pid")" 2>/dev/null || true
     fi
   done
-  sleep 1
   for c in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
-    if [ -f "$dir/$c.pid" ]; then
+    for _ in $(seq 1 20); do alive "$dir" "$c" || break; sleep 0.25; done
+    if alive "$dir" "$c"; then
       kill -9 "$(cat "$dir/$c.pid")" 2>/dev/null || true
-      rm -f "$dir/$c.pid"
     fi
+    rm -f "$dir/$c.pid"
   done
   say "stopped the control plane in $dir"
 }
