@@ -59,16 +59,7 @@ pub fn leaderboard(board: &Leaderboard) -> String {
         esc(&e.objective_metric),
         e.goal
     );
-    let params: Vec<String> = {
-        let mut keys: Vec<String> = board
-            .rows
-            .iter()
-            .flat_map(|r| r.params.keys().cloned())
-            .collect();
-        keys.sort();
-        keys.dedup();
-        keys
-    };
+    let params = board.param_names();
     b.push_str("<table><thead><tr><th>rank</th><th>trial</th><th>phase</th>");
     for p in &params {
         let _ = write!(b, "<th>{}</th>", esc(p));

@@ -37,13 +37,7 @@ pub fn experiments(list: &[ExperimentDto]) -> String {
 
 /// The leaderboard, best first; `limit` rows at most.
 pub fn leaderboard(board: &Leaderboard, limit: usize) -> String {
-    let mut params: Vec<String> = board
-        .rows
-        .iter()
-        .flat_map(|r| r.params.keys().cloned())
-        .collect();
-    params.sort();
-    params.dedup();
+    let params = board.param_names();
     let mut header: Vec<String> = vec!["rank".into(), "trial".into(), "phase".into()];
     header.extend(params.iter().cloned());
     header.push(board.experiment.objective_metric.clone());

@@ -196,6 +196,31 @@ async fn invalid_spec_is_refused_and_nothing_is_written() {
     assert_eq!(store.list_experiments().await.unwrap().len(), 1);
 }
 
+/// Starts `orrery run s.yaml` in `dir` in the background (database `o.db`, trials under `runs/`).
+fn start_run(dir: &Path) -> Child {
+    Command::new(orrery())
+        .args(["--db", "o.db", "run", "s.yaml", "--workdir", "runs"])
+        .current_dir(dir)
+        .env("ORRERY_WORKER_BIN", worker())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a run started by [`start_run`]; its exit status and what it printed on stderr.
+fn finish_run(child: &mut Child) -> (std::process::ExitStatus, String) {
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    (status, out)
+}
+
 /// The pid of the worker whose ORRERY_WORKDIR lies under `root`.
 fn find_worker(root: &Path) -> Option<i32> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -228,14 +253,7 @@ async fn killed_worker_is_retried_and_resumes_from_its_checkpoint() {
     );
     std::fs::write(dir.path().join("s.yaml"), s).unwrap();
     let runs = dir.path().join("runs");
-    let mut child = Command::new(orrery())
-        .args(["--db", "o.db", "run", "s.yaml", "--workdir", "runs"])
-        .current_dir(dir.path())
-        .env("ORRERY_WORKER_BIN", worker())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start_run(dir.path());
     let ckpt = || trial_dir(&runs, 0).map(|d| d.join("checkpoint/checkpoint.pt"));
     let deadline = Instant::now() + Duration::from_secs(120);
     while !ckpt().is_some_and(|c| c.exists()) {
@@ -245,14 +263,7 @@ async fn killed_worker_is_retried_and_resumes_from_its_checkpoint() {
     let pid = find_worker(&runs).expect("the worker process");
     // SAFETY: kill(2) on the worker we found; no memory is involved.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    let status = child.wait().unwrap();
-    let mut out = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let (status, out) = finish_run(&mut child);
     assert!(status.success(), "{out}");
     assert!(out.contains("retrying"), "{out}");
 
@@ -395,14 +406,7 @@ async fn ctrl_c_cancels_running_and_pending_trials() {
     );
     std::fs::write(dir.path().join("s.yaml"), s).unwrap();
     let runs = dir.path().join("runs");
-    let mut child = Command::new(orrery())
-        .args(["--db", "o.db", "run", "s.yaml", "--workdir", "runs"])
-        .current_dir(dir.path())
-        .env("ORRERY_WORKER_BIN", worker())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start_run(dir.path());
     // Wait until both workers have logged something (they are past start-up).
     let deadline = Instant::now() + Duration::from_secs(120);
     while !(0..2).all(|i| {
@@ -415,14 +419,7 @@ async fn ctrl_c_cancels_running_and_pending_trials() {
     }
     // SAFETY: kill(2) on our own child; no memory is involved.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let status = child.wait().unwrap();
-    let mut out = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let (status, out) = finish_run(&mut child);
     assert_eq!(status.code(), Some(130), "{out}");
     assert!(
         find_worker(&runs).is_none(),

@@ -167,6 +167,15 @@ pub struct Leaderboard {
     pub rows: Vec<LeaderboardRow>,
 }
 
+impl Leaderboard {
+    /// Every swept parameter that appears in any row, sorted: the parameter columns of a table.
+    pub fn param_names(&self) -> Vec<String> {
+        let names: std::collections::BTreeSet<&String> =
+            self.rows.iter().flat_map(|r| r.params.keys()).collect();
+        names.into_iter().cloned().collect()
+    }
+}
+
 /// An error body: every 4xx/5xx answer carries one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
