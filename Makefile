@@ -49,9 +49,11 @@ k8s-tools:
 
 # A real control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok GPU nodes): pods
 # requesting nvidia.com/gpu schedule or wait with the reason; the committed CRDs accept the repo's
-# spec and refuse a bad one.
-e2e-k8s: k8s-tools
+# spec and refuse a bad one; then the operator's end-to-end scenarios with the chart installed.
+e2e-k8s: k8s-tools setup
+	cargo build --workspace --bins
 	scripts/k8s/smoke-test.sh
+	scripts/k8s/e2e-operator.sh
 
 # Everything CI runs (.ci/run calls exactly this).
 test: setup fmt lint unit e2e-k8s

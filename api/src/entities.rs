@@ -22,6 +22,8 @@ pub mod experiment {
         pub created_at: String,
         pub updated_at: String,
         pub finished_at: Option<String>,
+        /// The submitter's key (the operator: the Experiment object's UID); unique when set.
+        pub external_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

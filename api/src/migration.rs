@@ -7,12 +7,19 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Init)]
+        vec![Box::new(M0001Init), Box::new(M0002ExternalId)]
     }
 }
 
-#[derive(DeriveMigrationName)]
 struct M0001Init;
+
+/// Recorded as `migration` (the name the derive gave it when it was the only one): databases
+/// created then must see it as applied.
+impl MigrationName for M0001Init {
+    fn name(&self) -> &str {
+        "migration"
+    }
+}
 
 fn id_col(backend: sea_orm::DatabaseBackend) -> ColumnDef {
     let mut c = ColumnDef::new(Alias::new("id"));
@@ -154,5 +161,55 @@ impl MigrationTrait for M0001Init {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// `experiments.external_id`: the submitter's own key for an experiment (the operator uses the
+/// Kubernetes object's UID), so a retried registration finds the experiment instead of adding a
+/// second one.
+struct M0002ExternalId;
+
+impl MigrationName for M0002ExternalId {
+    fn name(&self) -> &str {
+        "m0002_experiment_external_id"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0002ExternalId {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(Alias::new("experiments"))
+                .add_column(text_null("external_id"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("experiments_external_id")
+                .table(Alias::new("experiments"))
+                .col(Alias::new("external_id"))
+                .unique()
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_index(
+            Index::drop()
+                .name("experiments_external_id")
+                .table(Alias::new("experiments"))
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(Alias::new("experiments"))
+                .drop_column(Alias::new("external_id"))
+                .to_owned(),
+        )
+        .await
     }
 }

@@ -10,7 +10,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use orrery_core::dto::{ErrorBody, IngestResult, MetricBatch, TrialStateUpdate};
+use orrery_core::dto::{
+    ErrorBody, ExperimentStateUpdate, IngestResult, MetricBatch, TrialStateUpdate,
+};
 
 use crate::html;
 use crate::store::{Store, StoreError};
@@ -70,6 +72,7 @@ pub fn router(store: Arc<Store>) -> Router {
             get(list_experiments).post(create_experiment),
         )
         .route("/api/v1/experiments/{id}", get(get_experiment))
+        .route("/api/v1/experiments/{id}/state", post(set_experiment_state))
         .route("/api/v1/experiments/{id}/trials", get(list_trials))
         .route("/api/v1/experiments/{id}/leaderboard", get(leaderboard))
         .route("/api/v1/trials/{id}", get(get_trial))
@@ -82,11 +85,21 @@ pub fn router(store: Arc<Store>) -> Router {
         .with_state(store)
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateQuery {
+    /// The submitter's key for this experiment: a second POST with the same key returns the
+    /// first experiment (200) instead of creating another (201).
+    external_id: Option<String>,
+}
+
 /// The body is the spec's YAML text. A bad spec is refused whole with one detail line per problem.
 async fn create_experiment(
     State(store): State<Arc<Store>>,
+    q: Result<Query<CreateQuery>, axum::extract::rejection::QueryRejection>,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the spec must be UTF-8 YAML"))?;
     let loaded = orrery_core::load_spec(text).map_err(|errs| ApiError {
@@ -96,8 +109,30 @@ async fn create_experiment(
             details: errs.0.iter().map(|e| e.to_string()).collect(),
         },
     })?;
-    let exp = store.create_experiment(text, &loaded).await?;
-    Ok((StatusCode::CREATED, Json(exp)))
+    let external_id = q.external_id.filter(|k| !k.is_empty());
+    let (exp, created) = store
+        .register_experiment(text, &loaded, external_id.as_deref())
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(exp)))
+}
+
+async fn set_experiment_state(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+    body: Result<Json<ExperimentStateUpdate>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Json(u) =
+        body.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
+    Ok(Json(
+        store
+            .set_experiment_phase(id, u.phase, u.reason.as_deref(), u.message.as_deref())
+            .await?,
+    ))
 }
 
 async fn list_experiments(State(store): State<Arc<Store>>) -> ApiResult<impl IntoResponse> {

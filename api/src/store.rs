@@ -92,7 +92,27 @@ impl Store {
 
     /// Stores a validated spec and its trials, all or nothing.
     pub async fn create_experiment(&self, yaml: &str, spec: &LoadedSpec) -> Result<ExperimentDto> {
+        Ok(self.register_experiment(yaml, spec, None).await?.0)
+    }
+
+    /// Like [`Store::create_experiment`], but idempotent on `external_id`: when an experiment with
+    /// that key exists it is returned as it is (`false`: nothing was created).
+    pub async fn register_experiment(
+        &self,
+        yaml: &str,
+        spec: &LoadedSpec,
+        external_id: Option<&str>,
+    ) -> Result<(ExperimentDto, bool)> {
         let _w = self.write.lock().await;
+        if let Some(key) = external_id {
+            let found = experiment::Entity::find()
+                .filter(experiment::Column::ExternalId.eq(key))
+                .one(&self.db)
+                .await?;
+            if let Some(m) = found {
+                return Ok((self.experiment_dto(m).await?, false));
+            }
+        }
         let e = &spec.experiment;
         let now = now();
         let txn = self.db.begin().await?;
@@ -109,6 +129,7 @@ impl Store {
             created_at: Set(now.clone()),
             updated_at: Set(now.clone()),
             finished_at: Set(None),
+            external_id: Set(external_id.map(str::to_string)),
             ..Default::default()
         }
         .insert(&txn)
@@ -140,7 +161,7 @@ impl Store {
                 .await?;
         }
         txn.commit().await?;
-        self.experiment(exp.id).await
+        Ok((self.experiment(exp.id).await?, true))
     }
 
     async fn counts(&self, experiment_id: i64) -> Result<Counts> {

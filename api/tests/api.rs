@@ -183,3 +183,51 @@ async fn api_end_to_end() {
     .await
     .unwrap();
 }
+
+/// What the operator relies on: registering the same Kubernetes object twice (a reconcile retried
+/// after a crash) returns the first experiment, and executors report the experiment's phase.
+#[tokio::test(flavor = "multi_thread")]
+async fn registration_is_idempotent_and_phases_are_reported() {
+    let s = start().await;
+    let base = s.base.clone();
+    tokio::task::spawn_blocking(move || {
+        let url = format!("{base}/api/v1/experiments?externalId=uid-1");
+        let (st, first) = call("POST", &url, Some(SPEC));
+        assert_eq!(st, 201, "{first}");
+        let (st, again) = call("POST", &url, Some(SPEC));
+        assert_eq!(st, 200, "{again}");
+        assert_eq!(again["id"], first["id"]);
+        let (st, other) = call(
+            "POST",
+            &format!("{base}/api/v1/experiments?externalId=uid-2"),
+            Some(SPEC),
+        );
+        assert_eq!(st, 201);
+        assert_ne!(other["id"], first["id"]);
+        let (_, list) = call("GET", &format!("{base}/api/v1/experiments"), None);
+        assert_eq!(list.as_array().unwrap().len(), 2);
+
+        let state = format!("{base}/api/v1/experiments/{}/state", first["id"]);
+        let (st, body) = call(
+            "POST",
+            &state,
+            Some(r#"{"phase": "Cancelled", "reason": "Deleted", "message": "the Experiment object was deleted"}"#),
+        );
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body["phase"], "Cancelled");
+        assert_eq!(body["message"], "the Experiment object was deleted");
+        // A finished experiment does not move again; a bad phase is a 422.
+        let (st, _) = call("POST", &state, Some(r#"{"phase": "Running"}"#));
+        assert_eq!(st, 409);
+        let (st, _) = call("POST", &state, Some(r#"{"phase": "Sleeping"}"#));
+        assert_eq!(st, 422);
+        let (st, _) = call(
+            "POST",
+            &format!("{base}/api/v1/experiments/9999/state"),
+            Some(r#"{"phase": "Running"}"#),
+        );
+        assert_eq!(st, 404);
+    })
+    .await
+    .unwrap();
+}

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use crate::dto::{ErrorBody, IngestResult, MetricBatch, TrialDto};
+use crate::dto::{
+    ErrorBody, ExperimentDto, ExperimentStateUpdate, IngestResult, Leaderboard, MetricBatch,
+    TrialDto, TrialStateUpdate,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -103,5 +106,62 @@ impl ApiClient {
     ) -> Result<IngestResult, ClientError> {
         let (url, req) = self.request("POST", &format!("/api/v1/trials/{trial_id}/metrics"));
         Self::finish(url, req.send_json(batch))
+    }
+
+    /// Registers a spec (its YAML text). With `external_id`, registering again returns the first
+    /// experiment instead of creating a second one.
+    pub fn create_experiment(
+        &self,
+        yaml: &str,
+        external_id: Option<&str>,
+    ) -> Result<ExperimentDto, ClientError> {
+        let (url, mut req) = self.request("POST", "/api/v1/experiments");
+        if let Some(k) = external_id {
+            req = req.query("externalId", k);
+        }
+        let req = req.set("Content-Type", "application/yaml");
+        Self::finish(url, req.send_string(yaml))
+    }
+
+    pub fn set_experiment_state(
+        &self,
+        experiment_id: i64,
+        update: &ExperimentStateUpdate,
+    ) -> Result<ExperimentDto, ClientError> {
+        let (url, req) = self.request(
+            "POST",
+            &format!("/api/v1/experiments/{experiment_id}/state"),
+        );
+        Self::finish(url, req.send_json(update))
+    }
+
+    pub fn trials(&self, experiment_id: i64) -> Result<Vec<TrialDto>, ClientError> {
+        let (url, req) = self.request(
+            "GET",
+            &format!("/api/v1/experiments/{experiment_id}/trials"),
+        );
+        Self::finish(url, req.call())
+    }
+
+    pub fn set_trial_state(
+        &self,
+        trial_id: i64,
+        update: &TrialStateUpdate,
+    ) -> Result<TrialDto, ClientError> {
+        let (url, req) = self.request("POST", &format!("/api/v1/trials/{trial_id}/state"));
+        Self::finish(url, req.send_json(update))
+    }
+
+    pub fn leaderboard(&self, experiment_id: i64) -> Result<Leaderboard, ClientError> {
+        let (url, req) = self.request(
+            "GET",
+            &format!("/api/v1/experiments/{experiment_id}/leaderboard"),
+        );
+        Self::finish(url, req.call())
+    }
+
+    pub fn get_experiment(&self, experiment_id: i64) -> Result<ExperimentDto, ClientError> {
+        let (url, req) = self.request("GET", &format!("/api/v1/experiments/{experiment_id}"));
+        Self::finish(url, req.call())
     }
 }

@@ -92,6 +92,16 @@ pub struct IngestResult {
     pub accepted: usize,
 }
 
+/// `POST /api/v1/experiments/{id}/state`: an executor (the operator) reports the experiment's phase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExperimentStateUpdate {
+    pub phase: ExperimentPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 /// A trial state transition reported to the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrialStateUpdate {

@@ -109,6 +109,9 @@ pub struct ExperimentSpec {
     pub retry: RetrySpec,
     #[serde(default)]
     pub resources: Resources,
+    /// Where and how trial Pods run on a cluster; the local executor ignores it.
+    #[serde(default)]
+    pub kubernetes: KubernetesSpec,
 }
 
 fn one() -> u32 {
@@ -328,17 +331,21 @@ pub struct SearchSpec {
     #[schemars(schema_with = "crate::schema::free_object")]
     pub space: BTreeMap<String, Value>,
     /// `list` search: one mapping of dotted path → value per trial.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::schema::list_of_free_objects")]
     pub trials: Vec<BTreeMap<String, Value>>,
-    /// `random` search: how many points to draw.
-    #[serde(default)]
+    /// `random` search: how many points to draw (0: unset, left out when written back).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub samples: u32,
     /// `random` search: the sampler's seed.
     #[serde(default)]
     pub seed: u64,
     /// Replicates of every point, with `training.seed` = 0, 1, ...
     pub seeds: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Default for SearchSpec {
@@ -373,6 +380,45 @@ pub struct Resources {
     #[schemars(schema_with = "crate::schema::int_or_string")]
     pub memory: String,
     pub gpu: u32,
+}
+
+/// Pod placement for the Kubernetes executor. Every field is optional: the operator's defaults
+/// (its `--worker-image`) apply to what is left out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+#[serde(default)]
+pub struct KubernetesSpec {
+    /// The worker image; the operator's default when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Copied onto every trial Pod (e.g. for a service mesh, or kwok's simulated exit codes).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+/// A Pod toleration, as in the Kubernetes API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+#[serde(default)]
+pub struct Toleration {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `Exists` or `Equal`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub toleration_seconds: Option<i64>,
 }
 
 /// Reads a quantity written as a string or a bare number (`cpu: 2`).

@@ -447,15 +447,7 @@ fn check_document(c: &mut Checker, raw: &Value) {
             }
             for key in ["labels", "annotations"] {
                 if let Some(v) = meta.get(key) {
-                    let ok = v
-                        .as_object()
-                        .is_some_and(|m| m.values().all(Value::is_string));
-                    if !ok {
-                        c.at_value(
-                            &child(&path, key),
-                            "expected a mapping of strings to strings",
-                        );
-                    }
+                    check_string_map(c, &child(&path, key), v);
                 }
             }
         }
@@ -476,6 +468,7 @@ fn check_document(c: &mut Checker, raw: &Value) {
         "maxFailedTrials",
         "retry",
         "resources",
+        "kubernetes",
     ];
     let Some(spec) = c.mapping(&path, s, &allowed) else {
         return;
@@ -534,8 +527,88 @@ fn check_document(c: &mut Checker, raw: &Value) {
             c.field(&p, res, int("gpu", 0, 64));
         }
     }
+    if let Some(v) = spec.get("kubernetes") {
+        check_kubernetes(c, &child(&path, "kubernetes"), v);
+    }
     if let Some(v) = spec.get("search") {
         check_search(c, &child(&path, "search"), v);
+    }
+}
+
+fn check_string_map(c: &mut Checker, path: &[Seg], v: &Value) {
+    let ok = v
+        .as_object()
+        .is_some_and(|m| m.values().all(Value::is_string));
+    if !ok {
+        c.at_value(path, "expected a mapping of strings to strings");
+    }
+}
+
+fn check_kubernetes(c: &mut Checker, path: &[Seg], v: &Value) {
+    let allowed = [
+        "image",
+        "nodeSelector",
+        "tolerations",
+        "priorityClassName",
+        "podAnnotations",
+    ];
+    let Some(k) = c.mapping(path, v, &allowed) else {
+        return;
+    };
+    for name in ["image", "priorityClassName"] {
+        if let Some(v) = k.get(name) {
+            if v.as_str().is_none_or(str::is_empty) {
+                c.at_value(
+                    &child(path, name),
+                    format!("expected a non-empty string, got {}", describe(v)),
+                );
+            }
+        }
+    }
+    for name in ["nodeSelector", "podAnnotations"] {
+        if let Some(v) = k.get(name) {
+            check_string_map(c, &child(path, name), v);
+        }
+    }
+    let Some(tols) = k.get("tolerations") else {
+        return;
+    };
+    let tpath = child(path, "tolerations");
+    let Some(list) = tols.as_array() else {
+        c.at_value(
+            &tpath,
+            format!("expected a list of tolerations, got {}", describe(tols)),
+        );
+        return;
+    };
+    let fields = [
+        Field {
+            name: "key",
+            ty: Ty::Str,
+        },
+        Field {
+            name: "operator",
+            ty: Ty::OneOf(&["Exists", "Equal"]),
+        },
+        Field {
+            name: "value",
+            ty: Ty::Str,
+        },
+        Field {
+            name: "effect",
+            ty: Ty::OneOf(&["NoSchedule", "PreferNoSchedule", "NoExecute"]),
+        },
+        int("tolerationSeconds", 0, i64::MAX),
+    ];
+    let names: Vec<&str> = fields.iter().map(|f| f.name).collect();
+    for (i, t) in list.iter().enumerate() {
+        let mut p = tpath.clone();
+        p.push(Seg::Index(i));
+        if let Some(m) = c.mapping(&p, t, &names) {
+            for f in fields {
+                c.field(&p, m, f);
+            }
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use orrery_core::schedule::Counts;
-use orrery_core::spec::{ExperimentSpec, Resources, TrialConfig};
+use orrery_core::spec::{ExperimentSpec, KubernetesSpec, Resources, TrialConfig};
 use orrery_core::validate::{
     Field, Ty, DATA_FIELDS, MODEL_FIELDS, STABILITY_PARAMS, TRAINING_FIELDS,
 };
@@ -70,6 +70,9 @@ pub struct ExperimentStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The experiment's id in the Orrery API once registered there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_experiment_id: Option<i64>,
 }
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -84,7 +87,7 @@ pub struct ExperimentStatus {
     printcolumn = r#"{"name":"Experiment","type":"string","jsonPath":".spec.experiment"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Attempts","type":"integer","jsonPath":".status.attempts"}"#,
-    printcolumn = r#"{"name":"Objective","type":"number","jsonPath":".status.objective"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -97,6 +100,18 @@ pub struct TrialResourceSpec {
     pub params: BTreeMap<String, Value>,
     pub config: TrialConfig,
     pub resources: Resources,
+    /// Pod placement, copied from the Experiment.
+    #[serde(default)]
+    pub kubernetes: KubernetesSpec,
+    /// Failed attempts retried before the trial fails (the Experiment's `retry.maxRestarts`).
+    #[serde(default)]
+    pub max_restarts: u32,
+    /// The trial's id in the Orrery API, where its worker sends metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_trial_id: Option<i64>,
+    /// Set by the Experiment controller to stop the trial (the experiment failed or is cancelled).
+    #[serde(default)]
+    pub cancel: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -108,12 +123,64 @@ pub struct TrialStatus {
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_name: Option<String>,
+    /// Why the trial is where it is (`Unschedulable`, `OOMKilled`, `Retrying`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub objective: Option<f64>,
+    pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+impl Condition {
+    pub fn new(type_: &str, status: bool, reason: &str, message: impl Into<String>) -> Self {
+        Condition {
+            type_: type_.into(),
+            status: if status { "True" } else { "False" }.into(),
+            reason: reason.into(),
+            message: message.into(),
+            last_transition_time: k8s_openapi::jiff::Timestamp::now().to_string(),
+        }
+    }
+}
+
+/// Puts `c` into `conditions`, keeping the old transition time when its status did not change.
+pub fn set_condition(conditions: &mut Vec<Condition>, mut c: Condition) {
+    match conditions.iter_mut().find(|o| o.type_ == c.type_) {
+        Some(old) => {
+            if old.status == c.status {
+                c.last_transition_time = old.last_transition_time.clone();
+            }
+            *old = c;
+        }
+        None => conditions.push(c),
+    }
+}
+
+/// The Orrery spec document (`apiVersion`, `kind`, `metadata`, `spec`) of an Experiment object, as
+/// YAML: what the validator checks and what the API stores, exactly as `orrery run` would read it.
+pub fn spec_document(name: &str, spec: &ExperimentSpec) -> String {
+    let mut spec = serde_json::to_value(spec).expect("a spec serialises");
+    strip_nulls(&mut spec);
+    let doc = serde_json::json!({
+        "apiVersion": orrery_core::spec::API_VERSION,
+        "kind": orrery_core::spec::KIND,
+        "metadata": {"name": name},
+        "spec": spec,
+    });
+    serde_yaml::to_string(&doc).expect("a spec document serialises")
+}
+
+/// Unset optional fields serialise as `null`; the spec format leaves them out instead.
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
 }
 
 /// Writes a field's accepted range into its OpenAPI schema node.

@@ -1,7 +1,10 @@
-//! Orrery on Kubernetes. So far: the `Experiment` and `Trial` custom resources and their CRDs
-//! ([`crd`]), and the pure rules that turn a trial attempt into a Pod and a finished Pod into an
-//! attempt outcome ([`pods`]). The controllers that apply them are the next step (see the operator
-//! issue's notes).
+//! Orrery's Kubernetes side: the `Experiment` and `Trial` custom resources, and the operator that
+//! runs experiments as Pods through the same scheduling core as `orrery run`.
 
+pub mod context;
 pub mod crd;
+pub mod experiment_controller;
+pub mod leader;
 pub mod pods;
+pub mod telemetry;
+pub mod trial_controller;

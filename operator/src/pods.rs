@@ -34,6 +34,7 @@ pub struct AttemptPod<'a> {
     pub node_selector: BTreeMap<String, String>,
     pub tolerations: Vec<Toleration>,
     pub priority_class: Option<String>,
+    pub annotations: BTreeMap<String, String>,
     /// The Trial object, as the Pod's controlling owner (deleting the Trial deletes its Pods).
     pub owner: OwnerReference,
 }
@@ -87,6 +88,7 @@ pub fn build(a: &AttemptPod) -> Pod {
             name: Some(pod_name(a.trial, a.attempt)),
             namespace: Some(a.namespace.into()),
             labels: Some(labels),
+            annotations: (!a.annotations.is_empty()).then(|| a.annotations.clone()),
             owner_references: Some(vec![a.owner.clone()]),
             ..Default::default()
         },
@@ -187,6 +189,37 @@ pub fn outcome(pod: &Pod) -> Option<(Outcome, String)> {
     }
 }
 
+/// The attempt number a Pod runs, from its label.
+pub fn attempt_of(pod: &Pod) -> Option<u32> {
+    pod.metadata
+        .labels
+        .as_ref()?
+        .get(LABEL_ATTEMPT)?
+        .parse()
+        .ok()
+}
+
+/// Why the scheduler cannot place the Pod (`0/2 nodes are available: 2 Insufficient
+/// nvidia.com/gpu.`), while it cannot.
+pub fn unschedulable(pod: &Pod) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+        })
+        .map(|c| c.message.clone().unwrap_or_else(|| "unschedulable".into()))
+}
+
+/// True once the Pod's container runs.
+pub fn is_running(pod: &Pod) -> bool {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +246,7 @@ mod tests {
             node_selector: BTreeMap::from([("gpu".into(), "h100".into())]),
             tolerations: vec![],
             priority_class: Some("research".into()),
+            annotations: BTreeMap::new(),
             owner: OwnerReference {
                 api_version: "orrery.dev/v1alpha1".into(),
                 kind: "Trial".into(),

@@ -31,3 +31,46 @@ fn schema_carries_the_validator_ranges() {
     );
     assert_eq!(spec.pointer("/properties/parallelism/minimum").unwrap(), 1);
 }
+
+/// The operator validates and registers an Experiment object through the spec document it
+/// rebuilds from the typed object; every spec in `experiments/` must survive that trip unchanged.
+#[test]
+fn spec_document_round_trips_the_repo_specs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+    let mut seen = 0;
+    // A short run: the defaults the typed spec writes back (eval and checkpoint intervals) must
+    // not be checked against its small `steps` as if the user had written them.
+    let short = "apiVersion: orrery.dev/v1alpha1\nkind: Experiment\nmetadata: {name: short}\nspec:\n  workload: stability\n  model: {preset: tiny}\n  training: {steps: 50}\n  search: {kind: grid, space: {training.lr: {values: [0.001, 0.002]}}}\n";
+    let mut specs = vec![(dir.join("<inline short run>"), short.to_string())];
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) == Some("yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            specs.push((path, text));
+        }
+    }
+    for (path, text) in specs {
+        let first = orrery_core::load_spec(&text).unwrap();
+        let name = &first.experiment.metadata.name;
+        let doc = orrery_operator::crd::spec_document(name, &first.experiment.spec);
+        let second = orrery_core::load_spec(&doc).unwrap_or_else(|e| {
+            panic!(
+                "{}: the rebuilt document is refused:\n{e}\n{doc}",
+                path.display()
+            )
+        });
+        assert_eq!(
+            second.experiment.spec,
+            first.experiment.spec,
+            "{}",
+            path.display()
+        );
+        assert_eq!(second.trials.len(), first.trials.len());
+        seen += 1;
+    }
+    assert!(
+        seen >= 3,
+        "expected the repo's experiment specs in {}",
+        dir.display()
+    );
+}

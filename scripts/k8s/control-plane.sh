@@ -96,7 +96,7 @@ KC
   echo $! > "$dir/kube-scheduler.pid"
 
   say "starting kwok"
-  "$bin/kwok" --kubeconfig "$dir/kubeconfig" \
+  "$bin/kwok" --kubeconfig "$dir/kubeconfig" --config "$HERE/kwok-stages.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --cidr 10.244.0.0/16 --node-ip 10.0.0.1 \
     > "$dir/kwok.log" 2>&1 &

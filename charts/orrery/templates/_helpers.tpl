@@ -1,0 +1,15 @@
+{{- define "orrery.fullname" -}}
+{{- printf "%s" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "orrery.labels" -}}
+app.kubernetes.io/name: orrery
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "orrery.apiURL" -}}
+{{- printf "http://%s-api.%s.svc:%v" (include "orrery.fullname" .) .Release.Namespace .Values.api.port -}}
+{{- end -}}

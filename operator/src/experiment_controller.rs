@@ -1,0 +1,421 @@
+//! The Experiment controller: validates the spec, registers it with the API, and carries out the
+//! scheduling core's decisions ([`orrery_core::schedule::decide`]) by creating `Trial` objects.
+//!
+//! It keeps no state of its own: each reconcile rebuilds the trials' states from the Trial cache
+//! (a Trial object exists once its trial was started; the Trial controller runs its attempts and
+//! retries), so the operator can be killed at any moment. Trial names are `<experiment>-<index>`:
+//! starting a trial twice is a 409 on the second create, never a second trial.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams, PostParams, ResourceExt};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{finalizer, Event as Finalize};
+use kube::Resource;
+use serde_json::json;
+
+use orrery_core::dto::{ExperimentStateUpdate, TrialDto, TrialStateUpdate};
+use orrery_core::schedule::{
+    apply as apply_action, decide, Action as Step, Counts, ExperimentPhase, Policy, TrialPhase,
+    TrialState,
+};
+use orrery_core::validate::LoadedSpec;
+
+use crate::context::{Context, Error};
+use crate::crd::{set_condition, spec_document, Condition, Experiment, Trial, TrialResourceSpec};
+use crate::pods::LABEL_EXPERIMENT;
+use crate::telemetry::inc;
+
+pub const FINALIZER: &str = "orrery.dev/cleanup";
+/// Even with no events, look again this often (a missed watch event costs at most this).
+const RESYNC: Duration = Duration::from_secs(300);
+
+pub async fn reconcile(exp: Arc<Experiment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    inc(&ctx.metrics.experiment_reconciles);
+    let ns = exp.namespace().unwrap_or_default();
+    let api: Api<Experiment> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, exp, |event| async {
+        match event {
+            Finalize::Apply(e) => apply(e, &ctx).await,
+            Finalize::Cleanup(e) => cleanup(e, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    })
+}
+
+pub fn error_policy(exp: Arc<Experiment>, err: &Error, ctx: Arc<Context>) -> Action {
+    inc(&ctx.metrics.experiment_errors);
+    tracing::warn!(experiment = %exp.name_any(), error = %err, "reconcile failed; retrying");
+    Action::requeue(match err {
+        Error::NotSynced => Duration::from_secs(1),
+        _ => Duration::from_secs(5),
+    })
+}
+
+/// The trial's state as the scheduler sees it. A Trial object exists once its trial started, so a
+/// non-terminal one is `Running` for the scheduler even while its Pod waits for a node: it holds a
+/// parallelism slot.
+fn scheduler_state(t: &Trial) -> TrialState {
+    let status = t.status.clone().unwrap_or_default();
+    let phase = status
+        .phase
+        .as_deref()
+        .and_then(|p| p.parse::<TrialPhase>().ok())
+        .filter(|p| p.is_terminal())
+        .unwrap_or(TrialPhase::Running);
+    TrialState {
+        phase,
+        attempts: status.attempts.max(1),
+    }
+}
+
+fn parse_exp_phase(s: &Option<String>) -> Option<ExperimentPhase> {
+    s.as_deref().and_then(|p| p.parse().ok())
+}
+
+async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
+    let name = exp.name_any();
+    let ns = exp.namespace().unwrap_or_default();
+    let old = exp.status.clone().unwrap_or_default();
+    if parse_exp_phase(&old.phase).is_some_and(|p| p.is_terminal()) {
+        return Ok(Action::await_change());
+    }
+    let reference = exp.object_ref(&());
+    let mut status = old.clone();
+    status.observed_generation = exp.metadata.generation;
+
+    // The CRD schema refuses most bad specs at `kubectl apply`; the validator has the last word.
+    let doc = spec_document(&name, &exp.spec.spec);
+    let loaded = match orrery_core::load_spec(&doc) {
+        Ok(l) => l,
+        Err(errs) => {
+            let message = errs
+                .0
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            status.phase = Some(ExperimentPhase::Failed.as_str().into());
+            set_condition(
+                &mut status.conditions,
+                Condition::new("Valid", false, "InvalidSpec", message.clone()),
+            );
+            ctx.patch_status(&*exp, &status).await?;
+            ctx.event(&reference, true, "InvalidSpec", message).await;
+            return Ok(Action::await_change());
+        }
+    };
+    set_condition(
+        &mut status.conditions,
+        Condition::new("Valid", true, "SpecValid", "the spec is valid"),
+    );
+
+    let api_id = match old.api_experiment_id {
+        Some(id) => id,
+        None => {
+            let uid = exp.uid();
+            let text = doc.clone();
+            let dto = ctx
+                .call(move |a| a.create_experiment(&text, uid.as_deref()))
+                .await?;
+            ctx.event(
+                &reference,
+                false,
+                "Registered",
+                format!(
+                    "registered with the API as experiment {}: {} trials",
+                    dto.id,
+                    loaded.trials.len()
+                ),
+            )
+            .await;
+            dto.id
+        }
+    };
+    status.api_experiment_id = Some(api_id);
+
+    tokio::time::timeout(Duration::from_secs(2), ctx.trials.wait_until_ready())
+        .await
+        .map_err(|_| Error::NotSynced)?
+        .map_err(|_| Error::NotSynced)?;
+    let uid = exp.uid().unwrap_or_default();
+    let mine: BTreeMap<u32, Arc<Trial>> = ctx
+        .trials
+        .state()
+        .into_iter()
+        .filter(|t| {
+            t.namespace().as_deref() == Some(ns.as_str())
+                && t.owner_references().iter().any(|o| o.uid == uid)
+        })
+        .map(|t| (t.spec.index, t))
+        .collect();
+    let n = loaded.trials.len();
+    let mut states: Vec<TrialState> = (0..n)
+        .map(|i| {
+            mine.get(&(i as u32))
+                .map(|t| scheduler_state(t))
+                .unwrap_or(TrialState::NEW)
+        })
+        .collect();
+
+    let policy = Policy::from_spec(&loaded.experiment.spec);
+    let mut api_trials: Option<Vec<TrialDto>> = None;
+    let mut finish = None;
+    // A second pass lets trials cancelled here (never started) complete the picture at once.
+    for _ in 0..2 {
+        let mut cancelled_unstarted = false;
+        for step in decide(&policy, &states, false) {
+            match &step {
+                Step::Start { trial, .. } => {
+                    if api_trials.is_none() {
+                        api_trials = Some(ctx.call(move |a| a.trials(api_id)).await?);
+                    }
+                    let api_trial = api_trials
+                        .as_ref()
+                        .and_then(|ts| ts.iter().find(|t| t.index == *trial as i64))
+                        .map(|t| t.id);
+                    create_trial(&exp, ctx, &loaded, &policy, *trial, api_trial).await?;
+                    states[*trial] = apply_action(states[*trial], &step);
+                }
+                Step::Cancel { trial } => match mine.get(&(*trial as u32)) {
+                    Some(t) if !t.spec.cancel => {
+                        let api: Api<Trial> = Api::namespaced(ctx.client.clone(), &ns);
+                        api.patch(
+                            &t.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(json!({"spec": {"cancel": true}})),
+                        )
+                        .await?;
+                    }
+                    Some(_) => {}
+                    None => {
+                        states[*trial] = apply_action(states[*trial], &step);
+                        cancelled_unstarted = true;
+                    }
+                },
+                Step::Finish { .. } => finish = Some(step.clone()),
+            }
+        }
+        if !cancelled_unstarted || finish.is_some() {
+            break;
+        }
+    }
+    // Trials cancelled before they started have no Trial object: record them in the API.
+    let unstarted_cancelled: Vec<usize> = (0..n)
+        .filter(|i| !mine.contains_key(&(*i as u32)) && states[*i].phase == TrialPhase::Cancelled)
+        .collect();
+    if !unstarted_cancelled.is_empty() {
+        let ts = match api_trials.take() {
+            Some(ts) => ts,
+            None => ctx.call(move |a| a.trials(api_id)).await?,
+        };
+        let ids = ts
+            .iter()
+            .filter(|t| unstarted_cancelled.contains(&(t.index as usize)) && !t.phase.is_terminal())
+            .map(|t| t.id);
+        cancel_in_api(ctx, ids, "the experiment stopped before this trial started").await?;
+    }
+
+    // What `kubectl get` shows: the trials' own phases (Pending while a Pod waits for a node).
+    let shown: Vec<TrialPhase> = (0..n)
+        .map(|i| match mine.get(&(i as u32)) {
+            Some(t) => t
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(TrialPhase::Pending),
+            None => states[i].phase,
+        })
+        .collect();
+    let counts = Counts::of(&shown);
+    status.progress = Some(format!("{}/{}", counts.done(), counts.total));
+    let results_changed = old
+        .counts
+        .is_none_or(|c| c.succeeded + c.early_stopped != counts.succeeded + counts.early_stopped);
+    status.counts = Some(counts);
+    if results_changed && counts.succeeded + counts.early_stopped > 0 {
+        let board = ctx.call(move |a| a.leaderboard(api_id)).await?;
+        if let Some(best) = board.rows.iter().find(|r| r.rank == Some(1)) {
+            status.best_trial = Some(format!("{name}-{}", best.index));
+            status.best_objective = best.objective;
+        }
+    }
+
+    let waiting: Vec<(String, String)> = mine
+        .values()
+        .filter_map(|t| {
+            let s = t.status.as_ref()?;
+            (s.reason.as_deref() == Some("Unschedulable"))
+                .then(|| (t.name_any(), s.message.clone().unwrap_or_default()))
+        })
+        .collect();
+    let waiting_condition = match waiting.first() {
+        Some((trial, why)) => Condition::new(
+            "TrialsWaiting",
+            true,
+            "Unschedulable",
+            format!(
+                "{} trial(s) wait for resources; {trial}: {why}",
+                waiting.len()
+            ),
+        ),
+        None => Condition::new(
+            "TrialsWaiting",
+            false,
+            "AllScheduled",
+            "no trial waits for resources",
+        ),
+    };
+    set_condition(&mut status.conditions, waiting_condition);
+
+    let was = parse_exp_phase(&old.phase);
+    match finish {
+        Some(Step::Finish {
+            phase,
+            reason,
+            message,
+        }) => {
+            let update = ExperimentStateUpdate {
+                phase,
+                reason: Some(reason.into()),
+                message: Some(message.clone()),
+            };
+            ctx.call(move |a| a.set_experiment_state(api_id, &update))
+                .await?;
+            status.phase = Some(phase.as_str().into());
+            set_condition(
+                &mut status.conditions,
+                Condition::new("Finished", true, reason, message.clone()),
+            );
+            ctx.patch_status(&*exp, &status).await?;
+            ctx.event(
+                &reference,
+                phase != ExperimentPhase::Succeeded,
+                reason,
+                format!("experiment {phase}: {message}"),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+        _ => {
+            let phase = if mine.is_empty() && counts.done() == 0 {
+                ExperimentPhase::Pending
+            } else {
+                ExperimentPhase::Running
+            };
+            if was != Some(phase) && phase == ExperimentPhase::Running {
+                let update = ExperimentStateUpdate {
+                    phase,
+                    reason: None,
+                    message: None,
+                };
+                ctx.call(move |a| a.set_experiment_state(api_id, &update))
+                    .await?;
+            }
+            status.phase = Some(phase.as_str().into());
+        }
+    }
+    ctx.patch_status(&*exp, &status).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+async fn create_trial(
+    exp: &Experiment,
+    ctx: &Context,
+    loaded: &LoadedSpec,
+    policy: &Policy,
+    index: usize,
+    api_trial_id: Option<i64>,
+) -> Result<(), Error> {
+    let name = exp.name_any();
+    let ns = exp.namespace().unwrap_or_default();
+    let plan = &loaded.trials[index];
+    let spec = &loaded.experiment.spec;
+    let config = plan
+        .config()
+        .expect("a validated spec yields each trial's configuration");
+    let mut trial = Trial::new(
+        &format!("{name}-{index}"),
+        TrialResourceSpec {
+            experiment: name.clone(),
+            index: index as u32,
+            params: plan.assignments.clone(),
+            config,
+            resources: spec.resources.clone(),
+            kubernetes: spec.kubernetes.clone(),
+            max_restarts: policy.max_restarts,
+            api_trial_id,
+            cancel: false,
+        },
+    );
+    trial.metadata.namespace = Some(ns.clone());
+    trial.metadata.labels = Some(BTreeMap::from([(LABEL_EXPERIMENT.into(), name.clone())]));
+    trial.metadata.owner_references = exp.controller_owner_ref(&()).map(|o| vec![o]);
+    let api: Api<Trial> = Api::namespaced(ctx.client.clone(), &ns);
+    match api.create(&PostParams::default(), &trial).await {
+        Ok(_) => {
+            inc(&ctx.metrics.trials_created);
+            Ok(())
+        }
+        // Created by an earlier reconcile the cache has not caught up with.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The Experiment is being deleted: its trials stop (their Pods go with them, by owner
+/// references) and the API records it as cancelled.
+async fn cleanup(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
+    let name = exp.name_any();
+    let ns = exp.namespace().unwrap_or_default();
+    let api: Api<Trial> = Api::namespaced(ctx.client.clone(), &ns);
+    let lp = kube::api::ListParams::default().labels(&format!("{LABEL_EXPERIMENT}={name}"));
+    api.delete_collection(&Default::default(), &lp).await?;
+    let status = exp.status.clone().unwrap_or_default();
+    if let Some(api_id) = status.api_experiment_id {
+        let exp_dto = ctx.call(move |a| a.get_experiment(api_id)).await?;
+        if !exp_dto.phase.is_terminal() {
+            let trials = ctx.call(move |a| a.trials(api_id)).await?;
+            let ids = trials
+                .iter()
+                .filter(|t| !t.phase.is_terminal())
+                .map(|t| t.id);
+            cancel_in_api(ctx, ids, "the Experiment object was deleted").await?;
+            let update = ExperimentStateUpdate {
+                phase: ExperimentPhase::Cancelled,
+                reason: Some("Deleted".into()),
+                message: Some("the Experiment object was deleted".into()),
+            };
+            ctx.call(move |a| a.set_experiment_state(api_id, &update))
+                .await?;
+        }
+    }
+    tracing::info!(experiment = %name, "deleted: trials removed, API records it cancelled");
+    Ok(Action::await_change())
+}
+
+/// Records trials as cancelled in the API (trials that never got a Trial object, or whose
+/// Experiment was deleted).
+async fn cancel_in_api(
+    ctx: &Context,
+    trial_ids: impl Iterator<Item = i64>,
+    message: &'static str,
+) -> Result<(), Error> {
+    for id in trial_ids {
+        let update = TrialStateUpdate {
+            phase: TrialPhase::Cancelled,
+            attempts: None,
+            message: Some(message.into()),
+        };
+        ctx.call(move |a| a.set_trial_state(id, &update)).await?;
+    }
+    Ok(())
+}
