@@ -1,8 +1,9 @@
 //! What both controllers share: the Kubernetes client, the Orrery API client, the caches of
 //! Trials and Pods, the event recorder, settings and counters.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Toleration};
 use kube::api::{Api, Patch, PatchParams, ResourceExt};
@@ -15,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use orrery_core::client::{ApiClient, ClientError};
+use orrery_core::validate::LoadedSpec;
 
 use crate::crd::Trial;
 use crate::telemetry::Metrics;
@@ -46,7 +48,22 @@ pub struct Settings {
     pub gpu_tolerations: Vec<Toleration>,
 }
 
+/// What the Experiment controller keeps between reconciles of one experiment, to keep a reconcile
+/// cheap at thousands of trials. All of it can be rebuilt from the object and the API, so losing it
+/// (a restart) costs time, never correctness.
+#[derive(Default)]
+pub struct ExperimentMemo {
+    /// The validated spec, for the object generation it was read from.
+    pub spec: Option<(Option<i64>, Arc<LoadedSpec>)>,
+    /// Trial index → API trial id (fixed once the experiment is registered).
+    pub api_trial_ids: Option<Arc<BTreeMap<i64, i64>>>,
+    /// When the best trial was last read from the leaderboard.
+    pub best_read_at: Option<Instant>,
+}
+
 pub struct Context {
+    /// Per Experiment UID.
+    pub memo: Mutex<HashMap<String, ExperimentMemo>>,
     pub client: Client,
     pub api: ApiClient,
     pub recorder: Recorder,

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::api::{Api, Patch, PatchParams, PostParams, ResourceExt};
 use kube::runtime::controller::Action;
@@ -16,7 +16,7 @@ use kube::runtime::finalizer::{finalizer, Event as Finalize};
 use kube::Resource;
 use serde_json::json;
 
-use orrery_core::dto::{ExperimentStateUpdate, TrialDto, TrialStateUpdate};
+use orrery_core::dto::{ExperimentStateUpdate, TrialStateUpdate};
 use orrery_core::schedule::{
     apply as apply_action, decide, Action as Step, Counts, ExperimentPhase, Policy, TrialPhase,
     TrialState,
@@ -31,6 +31,8 @@ use crate::telemetry::inc;
 pub const FINALIZER: &str = "orrery.dev/cleanup";
 /// Even with no events, look again this often (a missed watch event costs at most this).
 const RESYNC: Duration = Duration::from_secs(300);
+/// How often, at most, the best trial is read from the leaderboard while an experiment runs.
+const BEST_EVERY: Duration = Duration::from_secs(5);
 
 pub async fn reconcile(exp: Arc<Experiment>, ctx: Arc<Context>) -> Result<Action, Error> {
     inc(&ctx.metrics.experiment_reconciles);
@@ -92,9 +94,29 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
     status.observed_generation = exp.metadata.generation;
 
     // The CRD schema refuses most bad specs at `kubectl apply`; the validator has the last word.
+    let uid = exp.uid().unwrap_or_default();
+    let generation = exp.metadata.generation;
     let doc = spec_document(&name, &exp.spec.spec);
-    let loaded = match orrery_core::load_spec(&doc) {
-        Ok(l) => l,
+    let remembered = ctx.memo.lock().unwrap().get(&uid).and_then(|m| {
+        m.spec
+            .as_ref()
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, l)| l.clone())
+    });
+    let checked = match remembered {
+        Some(l) => Ok(l),
+        None => orrery_core::load_spec(&doc).map(Arc::new),
+    };
+    let loaded = match checked {
+        Ok(l) => {
+            ctx.memo
+                .lock()
+                .unwrap()
+                .entry(uid.clone())
+                .or_default()
+                .spec = Some((generation, l.clone()));
+            l
+        }
         Err(errs) => {
             let message = errs
                 .0
@@ -145,7 +167,6 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
         .await
         .map_err(|_| Error::NotSynced)?
         .map_err(|_| Error::NotSynced)?;
-    let uid = exp.uid().unwrap_or_default();
     let mine: BTreeMap<u32, Arc<Trial>> = ctx
         .trials
         .state()
@@ -166,7 +187,7 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
         .collect();
 
     let policy = Policy::from_spec(&loaded.experiment.spec);
-    let mut api_trials: Option<Vec<TrialDto>> = None;
+    let mut api_trials: Option<Arc<BTreeMap<i64, i64>>> = None;
     let mut finish = None;
     // A second pass lets trials cancelled here (never started) complete the picture at once.
     for _ in 0..2 {
@@ -175,12 +196,11 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
             match &step {
                 Step::Start { trial, .. } => {
                     if api_trials.is_none() {
-                        api_trials = Some(ctx.call(move |a| a.trials(api_id)).await?);
+                        api_trials = Some(api_trial_ids(ctx, &uid, api_id).await?);
                     }
                     let api_trial = api_trials
                         .as_ref()
-                        .and_then(|ts| ts.iter().find(|t| t.index == *trial as i64))
-                        .map(|t| t.id);
+                        .and_then(|ids| ids.get(&(*trial as i64)).copied());
                     create_trial(&exp, ctx, &loaded, &policy, *trial, api_trial).await?;
                     states[*trial] = apply_action(states[*trial], &step);
                 }
@@ -212,10 +232,7 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
         .filter(|i| !mine.contains_key(&(*i as u32)) && states[*i].phase == TrialPhase::Cancelled)
         .collect();
     if !unstarted_cancelled.is_empty() {
-        let ts = match api_trials.take() {
-            Some(ts) => ts,
-            None => ctx.call(move |a| a.trials(api_id)).await?,
-        };
+        let ts = ctx.call(move |a| a.trials(api_id)).await?;
         let ids = ts
             .iter()
             .filter(|t| unstarted_cancelled.contains(&(t.index as usize)) && !t.phase.is_terminal())
@@ -241,7 +258,22 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
         .counts
         .is_none_or(|c| c.succeeded + c.early_stopped != counts.succeeded + counts.early_stopped);
     status.counts = Some(counts);
-    if results_changed && counts.succeeded + counts.early_stopped > 0 {
+    // The leaderboard is an O(trials) read: at most every few seconds while results arrive, and
+    // once more when the experiment finishes.
+    let best_due = {
+        let memo = ctx.memo.lock().unwrap();
+        memo.get(&uid)
+            .and_then(|m| m.best_read_at)
+            .is_none_or(|t| t.elapsed() >= BEST_EVERY)
+    };
+    let finishing = matches!(finish, Some(Step::Finish { .. }));
+    if (finishing || results_changed && best_due) && counts.succeeded + counts.early_stopped > 0 {
+        ctx.memo
+            .lock()
+            .unwrap()
+            .entry(uid.clone())
+            .or_default()
+            .best_read_at = Some(Instant::now());
         let board = ctx.call(move |a| a.leaderboard(api_id)).await?;
         if let Some(best) = board.rows.iter().find(|r| r.rank == Some(1)) {
             status.best_trial = Some(format!("{name}-{}", best.index));
@@ -296,6 +328,7 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
                 Condition::new("Finished", true, reason, message.clone()),
             );
             ctx.patch_status(&*exp, &status).await?;
+            ctx.memo.lock().unwrap().remove(&uid);
             ctx.event(
                 &reference,
                 phase != ExperimentPhase::Succeeded,
@@ -376,6 +409,10 @@ async fn create_trial(
 async fn cleanup(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
     let name = exp.name_any();
     let ns = exp.namespace().unwrap_or_default();
+    ctx.memo
+        .lock()
+        .unwrap()
+        .remove(&exp.uid().unwrap_or_default());
     let api: Api<Trial> = Api::namespaced(ctx.client.clone(), &ns);
     let lp = kube::api::ListParams::default().labels(&format!("{LABEL_EXPERIMENT}={name}"));
     api.delete_collection(&Default::default(), &lp).await?;
@@ -418,4 +455,30 @@ async fn cancel_in_api(
         ctx.call(move |a| a.set_trial_state(id, &update)).await?;
     }
     Ok(())
+}
+
+/// Trial index → API trial id, read from the API once per experiment and operator process.
+async fn api_trial_ids(
+    ctx: &Context,
+    uid: &str,
+    api_id: i64,
+) -> Result<Arc<BTreeMap<i64, i64>>, Error> {
+    if let Some(ids) = ctx
+        .memo
+        .lock()
+        .unwrap()
+        .get(uid)
+        .and_then(|m| m.api_trial_ids.clone())
+    {
+        return Ok(ids);
+    }
+    let trials = ctx.call(move |a| a.trials(api_id)).await?;
+    let ids: Arc<BTreeMap<i64, i64>> = Arc::new(trials.iter().map(|t| (t.index, t.id)).collect());
+    ctx.memo
+        .lock()
+        .unwrap()
+        .entry(uid.to_string())
+        .or_default()
+        .api_trial_ids = Some(ids.clone());
+    Ok(ids)
 }

@@ -131,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
         .touched_objects();
 
     let ctx = Arc::new(Context {
+        memo: Default::default(),
         client: client.clone(),
         api: ApiClient::new(&args.api_url, None),
         recorder: Recorder::new(
