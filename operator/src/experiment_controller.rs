@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, Patch, PatchParams, PostParams, ResourceExt};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as Finalize};
@@ -31,6 +32,8 @@ use crate::telemetry::inc;
 pub const FINALIZER: &str = "orrery.dev/cleanup";
 /// Even with no events, look again this often (a missed watch event costs at most this).
 const RESYNC: Duration = Duration::from_secs(300);
+/// Trial creations in flight at once.
+const CREATE_CONCURRENCY: usize = 32;
 /// How often, at most, the best trial is read from the leaderboard while an experiment runs.
 const BEST_EVERY: Duration = Duration::from_secs(5);
 
@@ -192,16 +195,35 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
     // A second pass lets trials cancelled here (never started) complete the picture at once.
     for _ in 0..2 {
         let mut cancelled_unstarted = false;
-        for step in decide(&policy, &states, false) {
+        let steps = decide(&policy, &states, false);
+        // Trials to start are created concurrently: one at a time, a wave of 200 takes seconds.
+        let starts: Vec<usize> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Start { trial, .. } => Some(*trial),
+                _ => None,
+            })
+            .collect();
+        if !starts.is_empty() {
+            if api_trials.is_none() {
+                api_trials = Some(api_trial_ids(ctx, &uid, api_id).await?);
+            }
+            let ids = api_trials.clone().unwrap_or_default();
+            let creates: Vec<_> = starts
+                .iter()
+                .map(|&i| {
+                    let api_trial = ids.get(&(i as i64)).copied();
+                    create_trial(&exp, ctx, &loaded, &policy, i, api_trial)
+                })
+                .collect();
+            futures::stream::iter(creates)
+                .buffer_unordered(CREATE_CONCURRENCY)
+                .try_collect::<Vec<()>>()
+                .await?;
+        }
+        for step in steps {
             match &step {
                 Step::Start { trial, .. } => {
-                    if api_trials.is_none() {
-                        api_trials = Some(api_trial_ids(ctx, &uid, api_id).await?);
-                    }
-                    let api_trial = api_trials
-                        .as_ref()
-                        .and_then(|ids| ids.get(&(*trial as i64)).copied());
-                    create_trial(&exp, ctx, &loaded, &policy, *trial, api_trial).await?;
                     states[*trial] = apply_action(states[*trial], &step);
                 }
                 Step::Cancel { trial } => match mine.get(&(*trial as u32)) {

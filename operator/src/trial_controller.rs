@@ -139,9 +139,16 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, E
     };
 
     if let Some(attempt) = next_attempt {
-        let secret = ensure_token(&trial, &ctx).await?;
+        // The Pod may be created before its Secret exists: the kubelet waits for the Secret.
+        let secret = format!("{name}-token");
         let pod = attempt_pod(&trial, &ctx, attempt, &secret);
-        match pods_api.create(&PostParams::default(), &pod).await {
+        let post = PostParams::default();
+        let (token, created) = tokio::join!(
+            ensure_token(&trial, &ctx, &secret),
+            pods_api.create(&post, &pod)
+        );
+        token?;
+        match created {
             Ok(_) => {
                 inc(&ctx.metrics.pods_created);
                 ctx.event(
@@ -218,8 +225,7 @@ async fn latest_pod(
 }
 
 /// The per-trial API token, in a Secret the trial owns (deleted with it).
-async fn ensure_token(trial: &Trial, ctx: &Context) -> Result<String, Error> {
-    let name = format!("{}-token", trial.name_any());
+async fn ensure_token(trial: &Trial, ctx: &Context, name: &str) -> Result<(), Error> {
     let api: Api<Secret> =
         Api::namespaced(ctx.client.clone(), &trial.namespace().unwrap_or_default());
     let mut bytes = [0u8; 24];
@@ -227,7 +233,7 @@ async fn ensure_token(trial: &Trial, ctx: &Context) -> Result<String, Error> {
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let secret = Secret {
         metadata: kube::api::ObjectMeta {
-            name: Some(name.clone()),
+            name: Some(name.to_string()),
             owner_references: trial.controller_owner_ref(&()).map(|o| vec![o]),
             labels: Some(BTreeMap::from([(LABEL_TRIAL.into(), trial.name_any())])),
             ..Default::default()
@@ -236,8 +242,8 @@ async fn ensure_token(trial: &Trial, ctx: &Context) -> Result<String, Error> {
         ..Default::default()
     };
     match api.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(name),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(name),
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
