@@ -75,6 +75,7 @@ pub fn router(store: Arc<Store>) -> Router {
         .route("/api/v1/experiments/{id}/state", post(set_experiment_state))
         .route("/api/v1/experiments/{id}/trials", get(list_trials))
         .route("/api/v1/experiments/{id}/leaderboard", get(leaderboard))
+        .route("/api/v1/experiments/{id}/analysis", get(analysis))
         .route("/api/v1/trials/{id}", get(get_trial))
         .route("/api/v1/trials/{id}/state", post(set_trial_state))
         .route(
@@ -158,6 +159,25 @@ async fn leaderboard(
     Path(id): Path<i64>,
 ) -> ApiResult<impl IntoResponse> {
     Ok(Json(store.leaderboard(id).await?))
+}
+
+/// The workload's analysis of an experiment's results (stability: LR sensitivity per
+/// configuration, its spread over seeds, the best and largest stable LR, attention logits by LR).
+async fn analysis(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+) -> ApiResult<impl IntoResponse> {
+    let board = store.leaderboard(id).await?;
+    let lr_sensitivity = if board.experiment.workload == "stability" {
+        orrery_core::analysis::lr_sensitivity(&orrery_core::analysis::lr_runs(&board))
+    } else {
+        Vec::new()
+    };
+    Ok(Json(serde_json::json!({
+        "experimentId": id,
+        "workload": board.experiment.workload,
+        "lrSensitivity": lr_sensitivity,
+    })))
 }
 
 async fn get_trial(

@@ -231,3 +231,57 @@ async fn registration_is_idempotent_and_phases_are_reported() {
     .await
     .unwrap();
 }
+
+/// `GET /api/v1/experiments/{id}/analysis` computes the stability analysis from stored results.
+#[tokio::test(flavor = "multi_thread")]
+async fn analysis_of_an_lr_sweep() {
+    let s = start().await;
+    let base = s.base.clone();
+    tokio::task::spawn_blocking(move || {
+        let (_, exp) = call("POST", &format!("{base}/api/v1/experiments"), Some(SPEC));
+        let id = exp["id"].as_i64().unwrap();
+        let (_, trials) = call(
+            "GET",
+            &format!("{base}/api/v1/experiments/{id}/trials"),
+            None,
+        );
+        // lr 1e-3 ends at 3.0, lr 1e-2 at 2.0; both start at ℓ₀ = 5.0.
+        for t in trials.as_array().unwrap() {
+            let tid = t["id"].as_i64().unwrap();
+            let lr = t["params"]["training.lr"].as_f64().unwrap();
+            let (last, logit) = if lr < 5e-3 { (3.0, 10.0) } else { (2.0, 40.0) };
+            let batch = json!({"points": [
+                {"name": "eval/loss", "step": 0, "value": 5.0, "wall_time": 0.0},
+                {"name": "eval/loss", "step": 10, "value": last, "wall_time": 1.0},
+                {"name": "attn/max_logit/L0", "step": 10, "value": logit, "wall_time": 1.0},
+            ]});
+            let url = format!("{base}/api/v1/trials/{tid}/metrics");
+            assert_eq!(call("POST", &url, Some(&batch.to_string())).0, 200);
+            let url = format!("{base}/api/v1/trials/{tid}/state");
+            assert_eq!(call("POST", &url, Some(r#"{"phase": "Succeeded"}"#)).0, 200);
+        }
+        let (st, a) = call(
+            "GET",
+            &format!("{base}/api/v1/experiments/{id}/analysis"),
+            None,
+        );
+        assert_eq!(st, 200, "{a}");
+        let r = &a["lrSensitivity"][0];
+        assert_eq!(r["config"], "base");
+        assert!(
+            (r["lr_sensitivity"].as_f64().unwrap() - 0.5).abs() < 1e-12,
+            "{r}"
+        );
+        assert_eq!(r["best_lr"], 1e-2);
+        assert_eq!(r["largest_stable_lr"], 1e-2);
+        assert_eq!(r["curve"][1]["max_attn_logit"], 40.0);
+        let (st, _) = call(
+            "GET",
+            &format!("{base}/api/v1/experiments/999/analysis"),
+            None,
+        );
+        assert_eq!(st, 404);
+    })
+    .await
+    .unwrap();
+}

@@ -68,10 +68,12 @@ pub fn lr_sensitivity(rows: &[LrSensitivity]) -> String {
         [
             "configuration",
             "LR sensitivity",
+            "± seeds",
             "best lr",
-            "best loss",
+            "largest stable lr",
             "ℓ₀",
             "loss by lr (clipped at ℓ₀)",
+            "max attention logit by lr",
         ]
         .map(String::from)
         .to_vec(),
@@ -82,13 +84,24 @@ pub fn lr_sensitivity(rows: &[LrSensitivity]) -> String {
             .iter()
             .map(|p| format!("{:.0e}:{:.3}", p.lr, p.loss))
             .collect();
+        let logits: Vec<String> = r
+            .curve
+            .iter()
+            .filter_map(|p| Some(format!("{:.0e}:{:.3}", p.lr, p.max_attn_logit?)))
+            .collect();
         t.add_row(vec![
             r.config.clone(),
             format!("{:.4}", r.lr_sensitivity),
+            r.lrs_spread
+                .map(|s| format!("{s:.4} (n={})", r.lrs_per_seed.len()))
+                .unwrap_or_else(|| "one seed".into()),
             format!("{:.0e}", r.best_lr),
-            format!("{:.4}", r.best_loss),
+            r.largest_stable_lr
+                .map(|l| format!("{l:.0e}"))
+                .unwrap_or_else(|| "none".into()),
             format!("{:.4}", r.initial_loss),
             curve.join("  "),
+            logits.join("  "),
         ]);
     }
     t.to_string()

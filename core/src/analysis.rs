@@ -9,17 +9,22 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// One finished trial of an LR sweep.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LrRun {
     /// Everything swept except the learning rate and the seed, e.g. `params.qk_layernorm=true`.
     pub config: String,
     pub lr: f64,
+    /// `training.seed` when it was swept (`search.seeds`), else 0.
+    pub seed: u64,
     /// Final loss; `None` or non-finite for a run that produced none (diverged).
     pub final_loss: Option<f64>,
     /// Loss at initialisation (ℓ₀).
     pub initial_loss: Option<f64>,
+    /// The largest attention logit any layer reached during the run (`attn/max_logit/L*`).
+    pub max_attn_logit: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,16 +33,37 @@ pub struct LrCurvePoint {
     /// Mean over seeds of min(ℓ, ℓ₀).
     pub loss: f64,
     pub seeds: usize,
+    /// Mean over seeds of the run's largest attention logit, where logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attn_logit: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LrSensitivity {
     pub config: String,
+    /// LRS of the seed-averaged curve.
     pub lr_sensitivity: f64,
+    /// LRS of each seed's own curve (seeds that ran at least two learning rates).
+    pub lrs_per_seed: Vec<f64>,
+    /// Sample standard deviation of `lrs_per_seed`; `None` with fewer than two seeds.
+    pub lrs_spread: Option<f64>,
     pub best_lr: f64,
     pub best_loss: f64,
+    /// The largest learning rate at which every seed ended below ℓ₀ (none diverged); `None` when
+    /// no learning rate did.
+    pub largest_stable_lr: Option<f64>,
     pub initial_loss: f64,
     pub curve: Vec<LrCurvePoint>,
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+/// LRS of a curve of (lr, clipped loss) points: the mean excess over the best point.
+fn lrs_of(losses: &[f64]) -> f64 {
+    let best = losses.iter().copied().fold(f64::INFINITY, f64::min);
+    mean(losses) - best
 }
 
 /// Clips a loss at ℓ₀, mapping NaN/inf/missing to ℓ₀.
@@ -65,21 +91,32 @@ pub fn lr_sensitivity(runs: &[LrRun]) -> Vec<LrSensitivity> {
         if inits.is_empty() {
             continue;
         }
-        let l0 = inits.iter().sum::<f64>() / inits.len() as f64;
-        let mut by_lr: BTreeMap<u64, (f64, Vec<f64>)> = BTreeMap::new();
+        let l0 = mean(&inits);
+        // lr → (clipped losses, max attention logits, all below ℓ₀), over seeds.
+        let mut by_lr: BTreeMap<u64, (f64, Vec<f64>, Vec<f64>, bool)> = BTreeMap::new();
+        let mut by_seed: BTreeMap<u64, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
         for r in &runs {
-            by_lr
+            let clipped = clipped_loss(r.final_loss, l0);
+            let e = by_lr
                 .entry(r.lr.to_bits())
-                .or_insert((r.lr, Vec::new()))
-                .1
-                .push(clipped_loss(r.final_loss, l0));
+                .or_insert((r.lr, Vec::new(), Vec::new(), true));
+            e.1.push(clipped);
+            e.2.extend(r.max_attn_logit.filter(|x| x.is_finite()));
+            e.3 &= clipped < l0;
+            by_seed
+                .entry(r.seed)
+                .or_default()
+                .entry(r.lr.to_bits())
+                .or_default()
+                .push(clipped);
         }
         let mut curve: Vec<LrCurvePoint> = by_lr
-            .into_values()
-            .map(|(lr, ls)| LrCurvePoint {
-                lr,
-                loss: ls.iter().sum::<f64>() / ls.len() as f64,
+            .values()
+            .map(|(lr, ls, logits, _)| LrCurvePoint {
+                lr: *lr,
+                loss: mean(ls),
                 seeds: ls.len(),
+                max_attn_logit: (!logits.is_empty()).then(|| mean(logits)),
             })
             .collect();
         if curve.len() < 2 {
@@ -90,17 +127,31 @@ pub fn lr_sensitivity(runs: &[LrRun]) -> Vec<LrSensitivity> {
             .iter()
             .min_by(|a, b| a.loss.total_cmp(&b.loss))
             .cloned()
-            .unwrap_or(LrCurvePoint {
-                lr: 0.0,
-                loss: l0,
-                seeds: 0,
-            });
-        let mean = curve.iter().map(|p| p.loss).sum::<f64>() / curve.len() as f64;
+            .expect("a curve of two or more points has a minimum");
+        let largest_stable_lr = by_lr
+            .values()
+            .filter(|(_, _, _, stable)| *stable)
+            .map(|(lr, ..)| *lr)
+            .max_by(f64::total_cmp);
+        let lrs_per_seed: Vec<f64> = by_seed
+            .values()
+            .filter(|lrs| lrs.len() >= 2)
+            .map(|lrs| lrs_of(&lrs.values().map(|ls| mean(ls)).collect::<Vec<_>>()))
+            .collect();
+        let lrs_spread = (lrs_per_seed.len() >= 2).then(|| {
+            let m = mean(&lrs_per_seed);
+            let var = lrs_per_seed.iter().map(|x| (x - m).powi(2)).sum::<f64>()
+                / (lrs_per_seed.len() - 1) as f64;
+            var.sqrt()
+        });
         out.push(LrSensitivity {
             config: config.to_string(),
-            lr_sensitivity: mean - best.loss,
+            lr_sensitivity: lrs_of(&curve.iter().map(|p| p.loss).collect::<Vec<_>>()),
+            lrs_per_seed,
+            lrs_spread,
             best_lr: best.lr,
             best_loss: best.loss,
+            largest_stable_lr,
             initial_loss: l0,
             curve,
         });
@@ -125,6 +176,18 @@ pub fn lr_runs(board: &crate::dto::Leaderboard) -> Vec<LrRun> {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             let eval = r.summaries.get(crate::metrics::EVAL_LOSS);
+            let max_attn_logit = r
+                .summaries
+                .iter()
+                .filter(|(k, _)| k.starts_with(crate::metrics::ATTN_MAX_LOGIT_PREFIX))
+                .filter_map(|(_, s)| s.max)
+                .filter(|x| x.is_finite())
+                .max_by(f64::total_cmp);
+            let seed = r
+                .params
+                .get("training.seed")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
             Some(LrRun {
                 config: if config.is_empty() {
                     "base".into()
@@ -137,6 +200,8 @@ pub fn lr_runs(board: &crate::dto::Leaderboard) -> Vec<LrRun> {
                     .and_then(|s| s.last)
                     .filter(|_| r.phase != crate::schedule::TrialPhase::Diverged),
                 initial_loss: eval.filter(|s| s.first_step == 0).and_then(|s| s.first),
+                seed,
+                max_attn_logit,
             })
         })
         .collect()
@@ -152,7 +217,40 @@ mod tests {
             lr,
             final_loss: loss,
             initial_loss: Some(5.0),
+            ..Default::default()
         }
+    }
+
+    fn seeded(seed: u64, lr: f64, loss: f64, logit: f64) -> LrRun {
+        LrRun {
+            seed,
+            max_attn_logit: Some(logit),
+            ..run("a", lr, Some(loss))
+        }
+    }
+
+    #[test]
+    fn spread_over_seeds_stable_lr_and_attention_logits() {
+        let runs = vec![
+            seeded(0, 1e-3, 3.0, 10.0),
+            seeded(0, 1e-2, 2.0, 20.0),
+            seeded(0, 1e-1, 6.0, 1000.0), // above ℓ₀ = 5: unstable
+            seeded(1, 1e-3, 3.0, 12.0),
+            seeded(1, 1e-2, 1.0, 22.0),
+            seeded(1, 1e-1, 4.0, 3000.0), // this seed stayed below ℓ₀, the other did not
+        ];
+        let r = &lr_sensitivity(&runs)[0];
+        // seed 0: [3, 2, 5] → LRS 4/3; seed 1: [3, 1, 4] → LRS 5/3
+        assert_eq!(r.lrs_per_seed.len(), 2);
+        assert!((r.lrs_per_seed[0] - 4.0 / 3.0).abs() < 1e-12);
+        assert!((r.lrs_per_seed[1] - 5.0 / 3.0).abs() < 1e-12);
+        let spread = r.lrs_spread.unwrap();
+        assert!((spread - (1.0f64 / 3.0) / 2f64.sqrt()).abs() < 1e-12);
+        // Averaged curve [3, 1.5, 4.5] → LRS 1.5.
+        assert!((r.lr_sensitivity - 1.5).abs() < 1e-12);
+        assert_eq!(r.largest_stable_lr, Some(1e-2));
+        assert_eq!(r.curve[2].max_attn_logit, Some(2000.0));
+        assert_eq!(r.curve[0].max_attn_logit, Some(11.0));
     }
 
     #[test]

@@ -14,9 +14,12 @@ pub const TOKENS_SEEN: &str = "tokens_seen";
 /// Written once per attempt, at the step the attempt started from (0 for a fresh start).
 pub const RESUMED_FROM: &str = "sys/resumed_from_step";
 
+/// Prefix of the per-layer maximum attention logits.
+pub const ATTN_MAX_LOGIT_PREFIX: &str = "attn/max_logit/L";
+
 /// Per-layer maximum attention logit.
 pub fn attn_max_logit(layer: usize) -> String {
-    format!("attn/max_logit/L{layer}")
+    format!("{ATTN_MAX_LOGIT_PREFIX}{layer}")
 }
 
 /// Per-group evaluation loss.
