@@ -294,3 +294,31 @@ pub fn to_yaml(crd: &Value) -> String {
         serde_yaml::to_string(crd).expect("a CRD serialises to YAML")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_until_its_status_changes() {
+        let mut cs = vec![Condition {
+            last_transition_time: "2026-01-01T00:00:00Z".into(),
+            ..Condition::new("TrialsWaiting", false, "AllScheduled", "none")
+        }];
+        set_condition(
+            &mut cs,
+            Condition::new("TrialsWaiting", false, "AllScheduled", "still none"),
+        );
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0].last_transition_time, "2026-01-01T00:00:00Z");
+        assert_eq!(cs[0].message, "still none");
+        set_condition(
+            &mut cs,
+            Condition::new("TrialsWaiting", true, "Unschedulable", "no GPU"),
+        );
+        assert_ne!(cs[0].last_transition_time, "2026-01-01T00:00:00Z");
+        assert_eq!(cs[0].status, "True");
+        set_condition(&mut cs, Condition::new("Valid", true, "SpecValid", "ok"));
+        assert_eq!(cs.len(), 2);
+    }
+}

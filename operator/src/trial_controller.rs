@@ -341,3 +341,32 @@ async fn finish(
     .await;
     Ok(Action::await_change())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_come_from_the_kubelet_when_it_gave_one() {
+        assert_eq!(
+            reason_of(
+                &Outcome::AttemptFailed,
+                "OOMKilled: the worker exited with code 137"
+            ),
+            "OOMKilled"
+        );
+        assert_eq!(
+            reason_of(
+                &Outcome::AttemptFailed,
+                "Evicted: The node was low on memory."
+            ),
+            "Evicted"
+        );
+        assert_eq!(
+            reason_of(&Outcome::AttemptFailed, "the Pod of attempt 2 disappeared"),
+            "Failed"
+        );
+        assert_eq!(reason_of(&Outcome::Rejected, "exit code 2"), "BadConfig");
+        assert_eq!(reason_of(&Outcome::Succeeded, ""), "Completed");
+    }
+}
