@@ -22,6 +22,28 @@ pub fn attn_max_logit(layer: usize) -> String {
     format!("{ATTN_MAX_LOGIT_PREFIX}{layer}")
 }
 
+/// Per-layer mean attention logit.
+pub fn attn_mean_logit(layer: usize) -> String {
+    format!("attn/mean_logit/L{layer}")
+}
+
+/// Per-layer mean attention entropy (nats).
+pub fn attn_entropy(layer: usize) -> String {
+    format!("attn/entropy/L{layer}")
+}
+
+/// Standard deviation over tokens of log Z.
+pub const LOGZ_STD: &str = "out/logz_std";
+/// Root mean square of the output logits.
+pub const LOGIT_RMS: &str = "out/logit_rms";
+/// Global gradient RMS divided by AdamW's ε: updates collapse as it nears 1.
+pub const GRAD_RMS_OVER_EPS: &str = "grad/rms_over_eps";
+
+/// RMS of a parameter group's values, gradients or updates: `rms/param/L0`, `rms/grad/emb`, ...
+pub fn rms(kind: &str, group: &str) -> String {
+    format!("rms/{kind}/{group}")
+}
+
 /// Per-group evaluation loss.
 pub fn eval_group_loss(group: &str) -> String {
     format!("eval/loss/{group}")

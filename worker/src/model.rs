@@ -62,13 +62,26 @@ pub struct Gpt {
     head: Tensor,
 }
 
+/// One layer's attention on a probe batch (over every head and every causal query-key pair).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttnStats {
+    /// The largest pre-softmax logit q·k/√d_h.
+    pub max_logit: f64,
+    /// The mean pre-softmax logit.
+    pub mean_logit: f64,
+    /// Mean over queries and heads of the attention distribution's entropy (nats).
+    pub entropy: f64,
+}
+
 /// Statistics of one probe forward pass.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeStats {
-    /// Per layer: the largest pre-softmax attention logit.
-    pub max_attn_logit: Vec<f64>,
-    /// Mean of log Z = logsumexp(output logits) over tokens.
+    pub attn: Vec<AttnStats>,
+    /// Mean and standard deviation over tokens of log Z = logsumexp(output logits).
     pub logz_mean: f64,
+    pub logz_std: f64,
+    /// Root mean square of the output logits.
+    pub logit_rms: f64,
 }
 
 /// The loss parts of one forward pass.
@@ -131,17 +144,17 @@ impl Gpt {
     }
 
     /// Logits `[B, T, vocab]`. With `probe`, attention is computed explicitly and its per-layer
-    /// maximum logit is returned.
+    /// statistics are returned.
     // `x = x + f(x)` on purpose: tch's `+=` adds in place, which would overwrite a tensor autograd
     // saved for the backward pass.
     #[allow(clippy::assign_op_pattern)]
-    fn run(&self, idx: &Tensor, probe: bool) -> (Tensor, Vec<f64>) {
+    fn run(&self, idx: &Tensor, probe: bool) -> (Tensor, Vec<AttnStats>) {
         let (b, t) = idx.size2().expect("inputs are [batch, seq_len]");
         let (h, hd, d) = (self.cfg.heads, self.cfg.head_dim(), self.cfg.d_model);
         let pos = Tensor::arange(t, (Kind::Int64, idx.device()));
         let mut x = Tensor::embedding(&self.tok_emb, idx, -1, false, false)
             + Tensor::embedding(&self.pos_emb, &pos, -1, false, false);
-        let mut max_logits = Vec::new();
+        let mut stats = Vec::new();
         let mask = probe.then(|| Tensor::ones([t, t], (Kind::Bool, idx.device())).triu(1));
         for blk in &self.blocks {
             let hdn = Self::ln(&x, &blk.ln1);
@@ -166,9 +179,23 @@ impl Gpt {
                 ),
                 Some(mask) => {
                     let att = q.matmul(&k.transpose(-2, -1)) * (1.0 / (hd as f64).sqrt());
+                    let pairs = (b * h * t * (t + 1) / 2) as f64;
+                    let mean_logit =
+                        att.masked_fill(mask, 0.0).sum(att.kind()).double_value(&[]) / pairs;
                     let att = att.masked_fill(mask, f64::NEG_INFINITY);
-                    max_logits.push(att.max().double_value(&[]));
-                    att.softmax(-1, att.kind()).matmul(&v)
+                    let logp = att.log_softmax(-1, att.kind());
+                    let p = logp.exp();
+                    // Masked entries have p = 0 and log p = −∞: zero them before the product.
+                    let entropy = -(&p * logp.masked_fill(mask, 0.0))
+                        .sum_dim_intlist(-1, false, att.kind())
+                        .mean(att.kind())
+                        .double_value(&[]);
+                    stats.push(AttnStats {
+                        max_logit: att.max().double_value(&[]),
+                        mean_logit,
+                        entropy,
+                    });
+                    p.matmul(&v)
                 }
             };
             let y = y.transpose(1, 2).contiguous().view([b, t, d]);
@@ -179,7 +206,7 @@ impl Gpt {
             x = x + m.linear(&blk.w_proj, None::<&Tensor>);
         }
         let logits = Self::ln(&x, &self.ln_f).linear(&self.head, None::<&Tensor>);
-        (logits, max_logits)
+        (logits, stats)
     }
 
     /// Logits with the fused attention kernel (the training path).
@@ -187,19 +214,21 @@ impl Gpt {
         self.run(idx, false).0
     }
 
-    /// Logits with explicit attention, plus the per-layer maximum attention logit.
-    pub fn forward_explicit(&self, idx: &Tensor) -> (Tensor, Vec<f64>) {
+    /// Logits with explicit attention, plus per-layer attention statistics.
+    pub fn forward_explicit(&self, idx: &Tensor) -> (Tensor, Vec<AttnStats>) {
         self.run(idx, true)
     }
 
     /// Statistics on a probe batch, without gradients.
     pub fn probe(&self, idx: &Tensor) -> ProbeStats {
         tch::no_grad(|| {
-            let (logits, max_attn_logit) = self.forward_explicit(idx);
+            let (logits, attn) = self.forward_explicit(idx);
             let logz = logits.logsumexp([-1], false);
             ProbeStats {
-                max_attn_logit,
+                attn,
                 logz_mean: logz.mean(logz.kind()).double_value(&[]),
+                logz_std: logz.std(false).double_value(&[]),
+                logit_rms: logits.square().mean(logits.kind()).sqrt().double_value(&[]),
             }
         })
     }
@@ -221,4 +250,65 @@ pub fn loss(logits: &Tensor, targets: &Tensor, z_coef: f64) -> Loss {
         ce.shallow_clone()
     };
     Loss { total, ce, z }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn tiny() -> (nn::VarStore, Gpt) {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = GptConfig {
+            vocab: 16,
+            layers: 2,
+            d_model: 8,
+            heads: 2,
+            seq_len: 6,
+            mlp_ratio: 2,
+            qk_layernorm: false,
+        };
+        let model = Gpt::new(&vs.root(), cfg);
+        (vs, model)
+    }
+
+    #[test]
+    fn probe_statistics_of_uniform_attention() {
+        let (_vs, model) = tiny();
+        // q = k = 0: every logit is 0, so each query attends uniformly to its causal prefix and
+        // row t has entropy ln(t + 1).
+        tch::no_grad(|| {
+            for b in &model.blocks {
+                let _ = b.wqkv.narrow(0, 0, 2 * model.cfg.d_model).zero_();
+            }
+        });
+        let idx = Tensor::from_slice(&[1i64, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]).view([2, 6]);
+        let stats = model.probe(&idx);
+        let want = (1..=6).map(|n| (n as f64).ln()).sum::<f64>() / 6.0;
+        for a in &stats.attn {
+            assert_eq!(a.max_logit, 0.0);
+            assert_eq!(a.mean_logit, 0.0);
+            assert!((a.entropy - want).abs() < 1e-5, "{} vs {want}", a.entropy);
+        }
+        assert!(stats.logit_rms > 0.0 && stats.logz_std >= 0.0);
+    }
+
+    #[test]
+    fn probe_statistics_are_bounded() {
+        let (_vs, model) = tiny();
+        let idx = Tensor::from_slice(&[3i64, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8]).view([2, 6]);
+        let stats = model.probe(&idx);
+        assert_eq!(stats.attn.len(), 2);
+        for a in &stats.attn {
+            assert!(a.mean_logit <= a.max_logit);
+            assert!(a.entropy >= 0.0 && a.entropy <= (6f64).ln() + 1e-9);
+        }
+        // log Z of a near-uniform initial model is close to ln(vocab).
+        assert!(
+            (stats.logz_mean - (16f64).ln()).abs() < 0.1,
+            "{}",
+            stats.logz_mean
+        );
+    }
 }

@@ -73,18 +73,36 @@ impl AdamW {
         }
     }
 
+    /// Σg² of each parameter's gradient (0 where it has none), in `params` order.
+    pub fn grad_sumsq(&self) -> Vec<f64> {
+        tch::no_grad(|| {
+            self.params
+                .iter()
+                .map(|p| {
+                    let g = p.tensor.grad();
+                    if g.defined() {
+                        g.square().sum(g.kind()).double_value(&[])
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// Σθ² of each parameter, in `params` order.
+    pub fn param_sumsq(&self) -> Vec<f64> {
+        tch::no_grad(|| {
+            self.params
+                .iter()
+                .map(|p| p.tensor.square().sum(p.tensor.kind()).double_value(&[]))
+                .collect()
+        })
+    }
+
     /// Global L2 norm of the gradients.
     pub fn grad_norm(&self) -> f64 {
-        tch::no_grad(|| {
-            let sq: f64 = self
-                .params
-                .iter()
-                .map(|p| p.tensor.grad())
-                .filter(|g| g.defined())
-                .map(|g| g.square().sum(g.kind()).double_value(&[]))
-                .sum();
-            sq.sqrt()
-        })
+        self.grad_sumsq().iter().sum::<f64>().sqrt()
     }
 
     /// Scales gradients so their global norm is at most `max_norm`; returns the norm before.
@@ -107,8 +125,9 @@ impl AdamW {
     /// One update at learning rate `lr`:
     /// coupled (PyTorch AdamW): θ ← θ − η·λ·θ − η·u;
     /// independent (Wortsman et al.): θ ← θ − (η/η_max)·λ·θ − η·u;
-    /// with u = m̂ / (√v̂ + ε).
-    pub fn step(&mut self, lr: f64) {
+    /// with u = m̂ / (√v̂ + ε). With `measure`, returns each parameter's Σ(Δθ)² for this update
+    /// (decay included), in `params` order; else an empty list (no device syncs in the hot loop).
+    pub fn step(&mut self, lr: f64, measure: bool) -> Vec<f64> {
         self.t += 1;
         let bc1 = 1.0 - self.beta1.powi(self.t as i32);
         let bc2 = 1.0 - self.beta2.powi(self.t as i32);
@@ -116,12 +135,17 @@ impl AdamW {
             WeightDecayMode::Coupled => lr * self.weight_decay,
             WeightDecayMode::Independent => (lr / self.lr_max) * self.weight_decay,
         };
+        let mut update_sumsq = Vec::new();
         tch::no_grad(|| {
             for p in &mut self.params {
                 let g = p.tensor.grad();
                 if !g.defined() {
+                    if measure {
+                        update_sumsq.push(0.0);
+                    }
                     continue;
                 }
+                let before = measure.then(|| p.tensor.copy());
                 p.m *= self.beta1;
                 p.m += &g * (1.0 - self.beta1);
                 p.v *= self.beta2;
@@ -131,8 +155,13 @@ impl AdamW {
                     p.tensor *= 1.0 - decay;
                 }
                 p.tensor -= update * lr;
+                if let Some(before) = before {
+                    let delta = &p.tensor - before;
+                    update_sumsq.push(delta.square().sum(delta.kind()).double_value(&[]));
+                }
             }
         });
+        update_sumsq
     }
 }
 
@@ -160,8 +189,16 @@ mod tests {
         let mut opt = AdamW::new(vec![("w".into(), w.shallow_clone())], &spec(mode));
         let loss = (&w * 3.0).sum(Kind::Double); // gradient 3 everywhere
         loss.backward();
-        opt.step(lr);
-        w.double_value(&[0, 0])
+        let measured = opt.step(lr, true);
+        let w00 = w.double_value(&[0, 0]);
+        // Only w[0,0] is non-zero, so it carries the whole update (the others move by −lr·u).
+        let u = 3.0 / (3.0 + 1e-8);
+        let expected = (w00 - 2.0).powi(2) + 3.0 * (lr * u).powi(2);
+        assert!(
+            (measured[0] - expected).abs() < 1e-12,
+            "{measured:?} vs {expected}"
+        );
+        w00
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! attention-logit growth (`attn/max_logit/L{i}`) and output-logit divergence (`out/logz_mean`) —
 //! beside the losses.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -72,10 +73,51 @@ fn log_eval(rep: &Reporter, step: i64, mean: f64, per_group: &[(String, f64)]) {
 
 fn log_probe(rep: &Reporter, model: &Gpt, probe: &tch::Tensor, step: i64) {
     let stats = model.probe(probe);
-    for (i, v) in stats.max_attn_logit.iter().enumerate() {
-        rep.log(&m::attn_max_logit(i), step, *v);
+    for (i, a) in stats.attn.iter().enumerate() {
+        rep.log(&m::attn_max_logit(i), step, a.max_logit);
+        rep.log(&m::attn_mean_logit(i), step, a.mean_logit);
+        rep.log(&m::attn_entropy(i), step, a.entropy);
     }
     rep.log(m::LOGZ_MEAN, step, stats.logz_mean);
+    rep.log(m::LOGZ_STD, step, stats.logz_std);
+    rep.log(m::LOGIT_RMS, step, stats.logit_rms);
+}
+
+/// The group a parameter's RMS is reported under: `L{i}` for block i, `emb` for the token and
+/// position embeddings, `head` for the final LayerNorm and the output projection.
+fn rms_group(name: &str) -> String {
+    match name.strip_prefix("blocks.") {
+        Some(rest) => format!("L{}", rest.split('.').next().unwrap_or("?")),
+        None if name.ends_with("_emb") => "emb".into(),
+        None => "head".into(),
+    }
+}
+
+/// Per group RMS of parameters, raw gradients (before clipping) and the step's update; and the
+/// global gradient RMS over AdamW's ε (updates shrink as it nears 1).
+fn log_rms(rep: &Reporter, opt: &AdamW, grad_sumsq: &[f64], update_sumsq: &[f64], step: i64) {
+    let param_sumsq = opt.param_sumsq();
+    let mut groups: BTreeMap<String, [f64; 4]> = BTreeMap::new();
+    for (i, p) in opt.params.iter().enumerate() {
+        let g = groups.entry(rms_group(&p.name)).or_default();
+        g[0] += param_sumsq[i];
+        g[1] += grad_sumsq.get(i).copied().unwrap_or(0.0);
+        g[2] += update_sumsq.get(i).copied().unwrap_or(0.0);
+        g[3] += p.tensor.numel() as f64;
+    }
+    let (mut all_sq, mut all_n) = (0.0, 0.0);
+    for (group, [param, grad, update, n]) in &groups {
+        rep.log(&m::rms("param", group), step, (param / n).sqrt());
+        rep.log(&m::rms("grad", group), step, (grad / n).sqrt());
+        rep.log(&m::rms("update", group), step, (update / n).sqrt());
+        all_sq += grad;
+        all_n += n;
+    }
+    rep.log(
+        m::GRAD_RMS_OVER_EPS,
+        step,
+        (all_sq / all_n).sqrt() / opt.eps,
+    );
 }
 
 fn progress_line(step: u64, steps: u64, loss: f64) {
@@ -161,6 +203,12 @@ pub fn run(cfg: &TrialConfig, env: &RunEnv, rep: &Reporter) -> Result<TrialResul
             cfg.params.z_loss,
         );
         l.total.backward();
+        let log_now = (progress.step + 1) % t.log_every == 0 || progress.step + 1 == t.steps;
+        let grad_sumsq = if log_now {
+            opt.grad_sumsq()
+        } else {
+            Vec::new()
+        };
         let grad_norm = opt.clip_grad_norm(t.grad_clip);
         let total = l.total.double_value(&[]);
         progress.step += 1;
@@ -173,10 +221,10 @@ pub fn run(cfg: &TrialConfig, env: &RunEnv, rep: &Reporter) -> Result<TrialResul
                 "non-finite loss {total} or gradient norm {grad_norm} at step {done}"
             )));
         }
-        opt.step(lr);
+        let update_sumsq = opt.step(lr, log_now);
 
         let last = progress.step == t.steps;
-        if progress.step % t.log_every == 0 || last {
+        if log_now {
             rep.log(m::TRAIN_LOSS, done, total);
             rep.log(m::TRAIN_CE, done, l.ce.double_value(&[]));
             rep.log(m::TRAIN_Z_LOSS, done, l.z.double_value(&[]));
@@ -184,6 +232,7 @@ pub fn run(cfg: &TrialConfig, env: &RunEnv, rep: &Reporter) -> Result<TrialResul
             rep.log(m::GRAD_NORM, done, grad_norm);
             rep.log(m::TOKENS_SEEN, done, progress.tokens_seen as f64);
             log_probe(rep, &model, &probe, done);
+            log_rms(rep, &opt, &grad_sumsq, &update_sumsq, done);
             if env.progress {
                 progress_line(progress.step, t.steps, total);
             }
