@@ -311,7 +311,14 @@ pub struct Params {
     /// z-loss coefficient: L = CE + z_loss · mean(log Z)²; 0 turns it off.
     #[serde(default)]
     pub z_loss: f64,
+    /// μParam ("simple", Wortsman et al. §3.4): fan-in initialisation, and the hidden matrices'
+    /// learning rate and the output logits scaled by [`MUP_BASE_WIDTH`] / d_model.
+    #[serde(default)]
+    pub mup_simple: bool,
 }
+
+/// The width at which μParam (simple) leaves learning rates and logits unscaled (the tiny preset).
+pub const MUP_BASE_WIDTH: u32 = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]

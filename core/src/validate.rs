@@ -164,6 +164,10 @@ pub const STABILITY_PARAMS: &[Field] = &[
         ty: Ty::Bool,
     },
     num("z_loss", None, Some(0.0), None, Some(1.0)),
+    Field {
+        name: "mup_simple",
+        ty: Ty::Bool,
+    },
 ];
 
 /// The trial-level sections a sweep may address, with their fields.

@@ -22,6 +22,9 @@ pub struct GptConfig {
     pub seq_len: i64,
     pub mlp_ratio: i64,
     pub qk_layernorm: bool,
+    /// μParam (simple): `Some(base_width / d_model)`, the factor on the output logits (and, in the
+    /// optimizer, on the hidden matrices' learning rate); matrices get fan-in initialisation.
+    pub mup_width_mult: Option<f64>,
 }
 
 impl GptConfig {
@@ -34,7 +37,14 @@ impl GptConfig {
             seq_len: shape.seq_len as i64,
             mlp_ratio: shape.mlp_ratio as i64,
             qk_layernorm,
+            mup_width_mult: None,
         }
+    }
+
+    /// Turns on μParam (simple) relative to `base_width`.
+    pub fn with_mup(mut self, base_width: u32) -> Self {
+        self.mup_width_mult = Some(base_width as f64 / self.d_model as f64);
+        self
     }
 
     pub fn head_dim(&self) -> i64 {
@@ -95,22 +105,31 @@ pub struct Loss {
 
 impl Gpt {
     /// Creates the parameters under `vs` with nanoGPT's initialisation: N(0, 0.02) everywhere,
-    /// N(0, 0.02/√(2L)) for the projections into the residual stream, LayerNorm gains at 1.
+    /// N(0, 0.02/√(2L)) for the projections into the residual stream, LayerNorm gains at 1. With
+    /// μParam, every matrix is N(0, 1/fan_in) instead (embeddings keep N(0, 0.02)).
     pub fn new(vs: &nn::Path, cfg: GptConfig) -> Self {
         let d = cfg.d_model;
+        let mup = cfg.mup_width_mult.is_some();
         let std = 0.02;
         let resid_std = std / ((2 * cfg.layers) as f64).sqrt();
         let normal = |s: f64| Init::Randn {
             mean: 0.0,
             stdev: s,
         };
+        let matrix = |fan_in: i64, default: f64| {
+            normal(if mup {
+                1.0 / (fan_in as f64).sqrt()
+            } else {
+                default
+            })
+        };
         let blocks = (0..cfg.layers)
             .map(|i| {
                 let p = vs / "blocks" / i;
                 Block {
                     ln1: p.var("ln1", &[d], Init::Const(1.0)),
-                    wqkv: p.var("wqkv", &[3 * d, d], normal(std)),
-                    wo: p.var("wo", &[d, d], normal(resid_std)),
+                    wqkv: p.var("wqkv", &[3 * d, d], matrix(d, std)),
+                    wo: p.var("wo", &[d, d], matrix(d, resid_std)),
                     q_ln: cfg
                         .qk_layernorm
                         .then(|| p.var("q_ln", &[cfg.head_dim()], Init::Const(1.0))),
@@ -118,8 +137,12 @@ impl Gpt {
                         .qk_layernorm
                         .then(|| p.var("k_ln", &[cfg.head_dim()], Init::Const(1.0))),
                     ln2: p.var("ln2", &[d], Init::Const(1.0)),
-                    w_fc: p.var("w_fc", &[cfg.mlp_ratio * d, d], normal(std)),
-                    w_proj: p.var("w_proj", &[d, cfg.mlp_ratio * d], normal(resid_std)),
+                    w_fc: p.var("w_fc", &[cfg.mlp_ratio * d, d], matrix(d, std)),
+                    w_proj: p.var(
+                        "w_proj",
+                        &[d, cfg.mlp_ratio * d],
+                        matrix(cfg.mlp_ratio * d, resid_std),
+                    ),
                 }
             })
             .collect();
@@ -129,7 +152,7 @@ impl Gpt {
             pos_emb: vs.var("pos_emb", &[cfg.seq_len, d], normal(std)),
             blocks,
             ln_f: vs.var("ln_f", &[d], Init::Const(1.0)),
-            head: vs.var("head", &[cfg.vocab, d], normal(std)),
+            head: vs.var("head", &[cfg.vocab, d], matrix(d, std)),
         }
     }
 
@@ -205,7 +228,10 @@ impl Gpt {
                 .gelu("none");
             x = x + m.linear(&blk.w_proj, None::<&Tensor>);
         }
-        let logits = Self::ln(&x, &self.ln_f).linear(&self.head, None::<&Tensor>);
+        let mut logits = Self::ln(&x, &self.ln_f).linear(&self.head, None::<&Tensor>);
+        if let Some(mult) = self.cfg.mup_width_mult {
+            logits = logits * mult;
+        }
         (logits, stats)
     }
 
@@ -268,6 +294,7 @@ mod tests {
             seq_len: 6,
             mlp_ratio: 2,
             qk_layernorm: false,
+            mup_width_mult: None,
         };
         let model = Gpt::new(&vs.root(), cfg);
         (vs, model)

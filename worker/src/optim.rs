@@ -25,6 +25,8 @@ pub struct Param {
     pub tensor: Tensor,
     /// Matrices decay; gains (LayerNorm) do not.
     pub decay: bool,
+    /// This parameter's learning rate relative to the schedule's (μParam scales hidden matrices).
+    pub lr_scale: f64,
     pub m: Tensor,
     pub v: Tensor,
 }
@@ -49,6 +51,7 @@ impl AdamW {
             .into_iter()
             .map(|(name, tensor)| Param {
                 decay: tensor.dim() >= 2,
+                lr_scale: 1.0,
                 m: tensor.zeros_like(),
                 v: tensor.zeros_like(),
                 name,
@@ -122,19 +125,16 @@ impl AdamW {
         norm
     }
 
-    /// One update at learning rate `lr`:
+    /// One update at learning rate `lr` (times each parameter's `lr_scale`, η below):
     /// coupled (PyTorch AdamW): θ ← θ − η·λ·θ − η·u;
-    /// independent (Wortsman et al.): θ ← θ − (η/η_max)·λ·θ − η·u;
+    /// independent (Wortsman et al.): θ ← θ − (η_t/η_max)·λ·θ − η·u, the schedule's multiplier only;
     /// with u = m̂ / (√v̂ + ε). With `measure`, returns each parameter's Σ(Δθ)² for this update
     /// (decay included), in `params` order; else an empty list (no device syncs in the hot loop).
     pub fn step(&mut self, lr: f64, measure: bool) -> Vec<f64> {
         self.t += 1;
         let bc1 = 1.0 - self.beta1.powi(self.t as i32);
         let bc2 = 1.0 - self.beta2.powi(self.t as i32);
-        let decay = match self.mode {
-            WeightDecayMode::Coupled => lr * self.weight_decay,
-            WeightDecayMode::Independent => (lr / self.lr_max) * self.weight_decay,
-        };
+        let schedule = lr / self.lr_max;
         let mut update_sumsq = Vec::new();
         tch::no_grad(|| {
             for p in &mut self.params {
@@ -151,6 +151,11 @@ impl AdamW {
                 p.v *= self.beta2;
                 p.v += g.square() * (1.0 - self.beta2);
                 let update = (&p.m / bc1) / ((&p.v / bc2).sqrt() + self.eps);
+                let lr = lr * p.lr_scale;
+                let decay = match self.mode {
+                    WeightDecayMode::Coupled => lr * self.weight_decay,
+                    WeightDecayMode::Independent => schedule * self.weight_decay,
+                };
                 if p.decay && decay != 0.0 {
                     p.tensor *= 1.0 - decay;
                 }
@@ -183,17 +188,22 @@ mod tests {
     }
 
     fn one_step(mode: WeightDecayMode, lr: f64) -> f64 {
+        scaled_step(mode, lr, 1.0)
+    }
+
+    fn scaled_step(mode: WeightDecayMode, lr: f64, lr_scale: f64) -> f64 {
         let w = Tensor::from_slice(&[2.0f64, 0.0, 0.0, 0.0])
             .view([2, 2])
             .set_requires_grad(true);
         let mut opt = AdamW::new(vec![("w".into(), w.shallow_clone())], &spec(mode));
+        opt.params[0].lr_scale = lr_scale;
         let loss = (&w * 3.0).sum(Kind::Double); // gradient 3 everywhere
         loss.backward();
         let measured = opt.step(lr, true);
         let w00 = w.double_value(&[0, 0]);
         // Only w[0,0] is non-zero, so it carries the whole update (the others move by −lr·u).
         let u = 3.0 / (3.0 + 1e-8);
-        let expected = (w00 - 2.0).powi(2) + 3.0 * (lr * u).powi(2);
+        let expected = (w00 - 2.0).powi(2) + 3.0 * (lr * lr_scale * u).powi(2);
         assert!(
             (measured[0] - expected).abs() < 1e-12,
             "{measured:?} vs {expected}"
@@ -215,6 +225,17 @@ mod tests {
         assert!(
             (one_step(WeightDecayMode::Coupled, 0.05) - (2.0 * 0.975 - 0.05 * u)).abs() < 1e-12
         );
+    }
+
+    #[test]
+    fn mup_lr_scale_scales_the_step_and_coupled_decay_only() {
+        let u = 3.0 / (3.0 + 1e-8);
+        // coupled, lr 0.1 × scale 0.5: exactly the coupled step at lr 0.05
+        let coupled = scaled_step(WeightDecayMode::Coupled, 0.1, 0.5);
+        assert!((coupled - (2.0 * 0.975 - 0.05 * u)).abs() < 1e-12);
+        // independent, lr 0.05 (half the peak) × scale 0.5: decay follows the schedule alone
+        let independent = scaled_step(WeightDecayMode::Independent, 0.05, 0.5);
+        assert!((independent - (2.0 * 0.75 - 0.025 * u)).abs() < 1e-12);
     }
 
     #[test]

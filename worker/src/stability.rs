@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use tch::{nn, Device};
 
 use orrery_core::metrics as m;
-use orrery_core::spec::TrialConfig;
+use orrery_core::spec::{TrialConfig, MUP_BASE_WIDTH};
 
 use crate::checkpoint::{self, Progress};
 use crate::data::{self, Group, Split, VOCAB_SIZE};
@@ -83,6 +83,15 @@ fn log_probe(rep: &Reporter, model: &Gpt, probe: &tch::Tensor, step: i64) {
     rep.log(m::LOGIT_RMS, step, stats.logit_rms);
 }
 
+fn model_config(cfg: &TrialConfig) -> GptConfig {
+    let c = GptConfig::new(&cfg.model, VOCAB_SIZE, cfg.params.qk_layernorm);
+    if cfg.params.mup_simple {
+        c.with_mup(MUP_BASE_WIDTH)
+    } else {
+        c
+    }
+}
+
 /// The group a parameter's RMS is reported under: `L{i}` for block i, `emb` for the token and
 /// position embeddings, `head` for the final LayerNorm and the output projection.
 fn rms_group(name: &str) -> String {
@@ -133,13 +142,18 @@ pub fn run(cfg: &TrialConfig, env: &RunEnv, rep: &Reporter) -> Result<TrialResul
     let groups: Vec<Group> = data::load_groups(&cfg.data, seq_len)?;
     tch::manual_seed(t.seed as i64);
     let vs = nn::VarStore::new(env.device);
-    let model = Gpt::new(
-        &vs.root(),
-        GptConfig::new(&cfg.model, VOCAB_SIZE, cfg.params.qk_layernorm),
-    );
+    let model = Gpt::new(&vs.root(), model_config(cfg));
     let mut named: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let mut opt = AdamW::new(named, t);
+    if let Some(mult) = model.cfg.mup_width_mult {
+        // μParam (simple): the hidden matrices learn at base_width/width of the schedule's rate.
+        for p in &mut opt.params {
+            if p.name.starts_with("blocks.") && p.tensor.dim() >= 2 {
+                p.lr_scale = mult;
+            }
+        }
+    }
 
     let bs = t.batch_size as usize;
     let eval: Vec<(String, Vec<data::Batch>)> = groups

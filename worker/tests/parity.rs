@@ -29,6 +29,8 @@ fn forward_and_gradients_match_pytorch() {
         seq_len: 16,
         mlp_ratio: 4,
         qk_layernorm: true,
+        // μParam's output multiplier (not 1, so a forgotten multiplier on either side shows).
+        mup_width_mult: Some(0.5),
     };
     let z_coef = 1e-2; // large enough that a z-loss mistake shows
     let mut vs = nn::VarStore::new(Device::Cpu);
@@ -57,6 +59,7 @@ fn forward_and_gradients_match_pytorch() {
         ("heads", 4.0),
         ("qk_layernorm", 1.0),
         ("z_loss", z_coef),
+        ("logit_mult", 0.5),
     ] {
         named.push((format!("cfg.{k}"), Tensor::from(v)));
     }

@@ -39,7 +39,8 @@ def forward(w, cfg, idx, fused):
         x = x + y @ w[p + "wo"].T
         m = F.gelu(F.layer_norm(x, (d,), w[p + "ln2"], None, 1e-5) @ w[p + "w_fc"].T)
         x = x + m @ w[p + "w_proj"].T
-    return F.layer_norm(x, (d,), w["ln_f"], None, 1e-5) @ w["head"].T
+    # muParam (simple) scales the output logits by base_width / d_model.
+    return cfg["logit_mult"] * (F.layer_norm(x, (d,), w["ln_f"], None, 1e-5) @ w["head"].T)
 
 
 def main(path):
@@ -49,6 +50,7 @@ def main(path):
         "d_model": int(z["cfg.d_model"]),
         "heads": int(z["cfg.heads"]),
         "qk_layernorm": bool(int(z["cfg.qk_layernorm"])),
+        "logit_mult": float(z["cfg.logit_mult"]) if "cfg.logit_mult" in z.files else 1.0,
     }
     z_coef = float(z["cfg.z_loss"])
     idx = torch.from_numpy(z["inputs"]).long()
