@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use orrery_core::schedule::Counts;
+use orrery_core::schedule::{Counts, ExperimentPhase, TrialPhase};
 use orrery_core::spec::{ExperimentSpec, KubernetesSpec, Resources, TrialConfig};
 use orrery_core::validate::{
     Field, Ty, DATA_FIELDS, MODEL_FIELDS, STABILITY_PARAMS, TRAINING_FIELDS,
@@ -130,6 +130,20 @@ pub struct TrialStatus {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+impl ExperimentStatus {
+    /// The phase, when one is recorded and known.
+    pub fn parsed_phase(&self) -> Option<ExperimentPhase> {
+        self.phase.as_deref().and_then(|p| p.parse().ok())
+    }
+}
+
+impl TrialStatus {
+    /// The phase, when one is recorded and known.
+    pub fn parsed_phase(&self) -> Option<TrialPhase> {
+        self.phase.as_deref().and_then(|p| p.parse().ok())
+    }
 }
 
 impl Condition {

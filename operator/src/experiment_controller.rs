@@ -70,9 +70,7 @@ pub fn error_policy(exp: Arc<Experiment>, err: &Error, ctx: Arc<Context>) -> Act
 fn scheduler_state(t: &Trial) -> TrialState {
     let status = t.status.clone().unwrap_or_default();
     let phase = status
-        .phase
-        .as_deref()
-        .and_then(|p| p.parse::<TrialPhase>().ok())
+        .parsed_phase()
         .filter(|p| p.is_terminal())
         .unwrap_or(TrialPhase::Running);
     TrialState {
@@ -81,15 +79,11 @@ fn scheduler_state(t: &Trial) -> TrialState {
     }
 }
 
-fn parse_exp_phase(s: &Option<String>) -> Option<ExperimentPhase> {
-    s.as_deref().and_then(|p| p.parse().ok())
-}
-
 async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
     let name = exp.name_any();
     let ns = exp.namespace().unwrap_or_default();
     let old = exp.status.clone().unwrap_or_default();
-    if parse_exp_phase(&old.phase).is_some_and(|p| p.is_terminal()) {
+    if old.parsed_phase().is_some_and(|p| p.is_terminal()) {
         return Ok(Action::await_change());
     }
     let reference = exp.object_ref(&());
@@ -99,7 +93,6 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
     // The CRD schema refuses most bad specs at `kubectl apply`; the validator has the last word.
     let uid = exp.uid().unwrap_or_default();
     let generation = exp.metadata.generation;
-    let doc = spec_document(&name, &exp.spec.spec);
     let remembered = ctx.memo.lock().unwrap().get(&uid).and_then(|m| {
         m.spec
             .as_ref()
@@ -108,7 +101,7 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
     });
     let checked = match remembered {
         Some(l) => Ok(l),
-        None => orrery_core::load_spec(&doc).map(Arc::new),
+        None => orrery_core::load_spec(&spec_document(&name, &exp.spec.spec)).map(Arc::new),
     };
     let loaded = match checked {
         Ok(l) => {
@@ -146,7 +139,7 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
         Some(id) => id,
         None => {
             let uid = exp.uid();
-            let text = doc.clone();
+            let text = spec_document(&name, &exp.spec.spec);
             let dto = ctx
                 .call(move |a| a.create_experiment(&text, uid.as_deref()))
                 .await?;
@@ -190,7 +183,6 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
         .collect();
 
     let policy = Policy::from_spec(&loaded.experiment.spec);
-    let mut api_trials: Option<Arc<BTreeMap<i64, i64>>> = None;
     let mut finish = None;
     // A second pass lets trials cancelled here (never started) complete the picture at once.
     for _ in 0..2 {
@@ -205,10 +197,7 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
             })
             .collect();
         if !starts.is_empty() {
-            if api_trials.is_none() {
-                api_trials = Some(api_trial_ids(ctx, &uid, api_id).await?);
-            }
-            let ids = api_trials.clone().unwrap_or_default();
+            let ids = api_trial_ids(ctx, &uid, api_id).await?;
             let creates: Vec<_> = starts
                 .iter()
                 .map(|&i| {
@@ -268,8 +257,7 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
             Some(t) => t
                 .status
                 .as_ref()
-                .and_then(|s| s.phase.as_deref())
-                .and_then(|p| p.parse().ok())
+                .and_then(|s| s.parsed_phase())
                 .unwrap_or(TrialPhase::Pending),
             None => states[i].phase,
         })
@@ -330,7 +318,7 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
     };
     set_condition(&mut status.conditions, waiting_condition);
 
-    let was = parse_exp_phase(&old.phase);
+    let was = old.parsed_phase();
     match finish {
         Some(Step::Finish {
             phase,

@@ -32,33 +32,25 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP orrery_reconciles_total Reconciles run, by controller.\n# TYPE orrery_reconciles_total counter"
-        );
-        for (ctl, c) in [
-            ("experiment", &self.experiment_reconciles),
-            ("trial", &self.trial_reconciles),
+        // Per-controller counters: one family each, labelled by controller.
+        for (name, help, experiment, trial) in [
+            (
+                "orrery_reconciles_total",
+                "Reconciles run, by controller.",
+                &self.experiment_reconciles,
+                &self.trial_reconciles,
+            ),
+            (
+                "orrery_reconcile_errors_total",
+                "Reconciles that failed and were requeued.",
+                &self.experiment_errors,
+                &self.trial_errors,
+            ),
         ] {
-            let _ = writeln!(
-                out,
-                "orrery_reconciles_total{{controller=\"{ctl}\"}} {}",
-                get(c)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP orrery_reconcile_errors_total Reconciles that failed and were requeued.\n# TYPE orrery_reconcile_errors_total counter"
-        );
-        for (ctl, c) in [
-            ("experiment", &self.experiment_errors),
-            ("trial", &self.trial_errors),
-        ] {
-            let _ = writeln!(
-                out,
-                "orrery_reconcile_errors_total{{controller=\"{ctl}\"}} {}",
-                get(c)
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (ctl, c) in [("experiment", experiment), ("trial", trial)] {
+                let _ = writeln!(out, "{name}{{controller=\"{ctl}\"}} {}", get(c));
+            }
         }
         for (name, help, c) in [
             (
@@ -114,4 +106,22 @@ pub fn router(m: Arc<Metrics>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_every_family() {
+        let m = Metrics::default();
+        inc(&m.trial_errors);
+        inc(&m.pods_created);
+        let text = m.render();
+        assert!(text.contains("# TYPE orrery_reconciles_total counter\n"));
+        assert!(text.contains("orrery_reconciles_total{controller=\"experiment\"} 0\n"));
+        assert!(text.contains("orrery_reconcile_errors_total{controller=\"trial\"} 1\n"));
+        assert!(text.contains("orrery_pods_created_total 1\n"));
+        assert!(text.contains("orrery_leader 0\n"));
+    }
 }

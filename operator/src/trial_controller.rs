@@ -27,8 +27,7 @@ use crate::telemetry::inc;
 pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, Error> {
     inc(&ctx.metrics.trial_reconciles);
     let old = trial.status.clone().unwrap_or_default();
-    let phase: Option<TrialPhase> = old.phase.as_deref().and_then(|p| p.parse().ok());
-    if phase.is_some_and(|p| p.is_terminal()) {
+    if old.parsed_phase().is_some_and(|p| p.is_terminal()) {
         return Ok(Action::await_change());
     }
     let name = trial.name_any();
@@ -299,12 +298,7 @@ async fn report(
     old: &TrialStatus,
     new: &TrialStatus,
 ) -> Result<(), Error> {
-    let (Some(id), Some(phase)) = (
-        trial.spec.api_trial_id,
-        new.phase
-            .as_deref()
-            .and_then(|p| p.parse::<TrialPhase>().ok()),
-    ) else {
+    let (Some(id), Some(phase)) = (trial.spec.api_trial_id, new.parsed_phase()) else {
         return Ok(());
     };
     if old.phase == new.phase && old.attempts == new.attempts {
