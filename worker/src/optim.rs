@@ -103,14 +103,11 @@ impl AdamW {
         })
     }
 
-    /// Global L2 norm of the gradients.
-    pub fn grad_norm(&self) -> f64 {
-        self.grad_sumsq().iter().sum::<f64>().sqrt()
-    }
-
     /// Scales gradients so their global norm is at most `max_norm`; returns the norm before.
-    pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
-        let norm = self.grad_norm();
+    /// `grad_sumsq`: this step's [`AdamW::grad_sumsq`], which the caller also logs from, so the
+    /// gradients are reduced once per step.
+    pub fn clip_grad_norm(&mut self, grad_sumsq: &[f64], max_norm: f64) -> f64 {
+        let norm = grad_sumsq.iter().sum::<f64>().sqrt();
         if max_norm > 0.0 && norm.is_finite() && norm > max_norm {
             let scale = max_norm / (norm + 1e-6);
             tch::no_grad(|| {

@@ -218,12 +218,8 @@ pub fn run(cfg: &TrialConfig, env: &RunEnv, rep: &Reporter) -> Result<TrialResul
         );
         l.total.backward();
         let log_now = (progress.step + 1) % t.log_every == 0 || progress.step + 1 == t.steps;
-        let grad_sumsq = if log_now {
-            opt.grad_sumsq()
-        } else {
-            Vec::new()
-        };
-        let grad_norm = opt.clip_grad_norm(t.grad_clip);
+        let grad_sumsq = opt.grad_sumsq();
+        let grad_norm = opt.clip_grad_norm(&grad_sumsq, t.grad_clip);
         let total = l.total.double_value(&[]);
         progress.step += 1;
         progress.tokens_seen += tokens_per_step;
