@@ -52,6 +52,8 @@ pub mod trial {
         pub created_at: String,
         pub started_at: Option<String>,
         pub finished_at: Option<String>,
+        /// SHA-256 (hex) of the worker token, once one is minted.
+        pub token_hash: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

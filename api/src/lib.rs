@@ -1,9 +1,11 @@
 //! Orrery's API server: the system of record for experiments, trials and metrics.
 //!
-//! - [`store`]: every database read and write (sea-orm; SQLite now, PostgreSQL next);
+//! - [`store`]: every database read and write (sea-orm; SQLite or PostgreSQL);
 //! - [`routes`]: the axum router (`/api/v1/...`, the HTML pages);
+//! - [`auth`]: who may call what (admin, worker and read tokens);
 //! - [`entities`], [`migration`]: the schema.
 
+pub mod auth;
 pub mod entities;
 pub mod html;
 pub mod migration;
@@ -13,15 +15,17 @@ pub mod store;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use auth::AuthConfig;
 pub use store::{Store, StoreError};
 
 /// Serves the API on `listener` until `shutdown` resolves; in-flight requests are drained.
 pub async fn serve(
     store: Arc<Store>,
+    auth: AuthConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, routes::router(store))
+    axum::serve(listener, routes::router(store, auth))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -29,12 +33,13 @@ pub async fn serve(
 /// Binds `addr` (port 0 picks a free port) and serves in the background; returns the bound address.
 pub async fn spawn(
     store: Arc<Store>,
+    auth: AuthConfig,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let handle = tokio::spawn(async move {
-        if let Err(e) = serve(store, listener, std::future::pending()).await {
+        if let Err(e) = serve(store, auth, listener, std::future::pending()).await {
             tracing::error!(error = %e, "API server stopped");
         }
     });

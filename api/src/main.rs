@@ -12,12 +12,14 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "ORRERY_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Database URL (sqlite://PATH?mode=rwc); overrides --db.
+    /// Database URL (postgres://USER:PASSWORD@HOST:PORT/DB or sqlite://PATH?mode=rwc); overrides --db.
     #[arg(long, env = "ORRERY_DATABASE_URL")]
     database_url: Option<String>,
     /// SQLite database file.
     #[arg(long, env = "ORRERY_DB", default_value = ".orrery/orrery.db")]
     db: PathBuf,
+    #[command(flatten)]
+    access: orrery_api::auth::AccessArgs,
 }
 
 #[tokio::main]
@@ -28,13 +30,17 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let (auth, auth_line) = args.access.load()?;
     let store = match &args.database_url {
         Some(url) => orrery_api::Store::open(url).await?,
         None => orrery_api::Store::open_sqlite(&args.db).await?,
     };
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
-    tracing::info!("Orrery API listening on http://{}", listener.local_addr()?);
-    orrery_api::serve(Arc::new(store), listener, async {
+    tracing::info!(
+        "Orrery API listening on http://{}; {auth_line}",
+        listener.local_addr()?
+    );
+    orrery_api::serve(Arc::new(store), auth, listener, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down; draining in-flight requests");
     })

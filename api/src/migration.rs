@@ -7,7 +7,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Init), Box::new(M0002ExternalId)]
+        vec![
+            Box::new(M0001Init),
+            Box::new(M0002ExternalId),
+            Box::new(M0003TrialToken),
+        ]
     }
 }
 
@@ -178,38 +182,79 @@ impl MigrationName for M0002ExternalId {
 #[async_trait::async_trait]
 impl MigrationTrait for M0002ExternalId {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.alter_table(
-            Table::alter()
-                .table(Alias::new("experiments"))
-                .add_column(text_null("external_id"))
-                .to_owned(),
-        )
-        .await?;
-        m.create_index(
-            Index::create()
-                .name("experiments_external_id")
-                .table(Alias::new("experiments"))
-                .col(Alias::new("external_id"))
-                .unique()
-                .to_owned(),
-        )
-        .await
+        add_unique_text_column(m, "experiments", "external_id", "experiments_external_id").await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_index(
-            Index::drop()
-                .name("experiments_external_id")
-                .table(Alias::new("experiments"))
-                .to_owned(),
-        )
-        .await?;
-        m.alter_table(
-            Table::alter()
-                .table(Alias::new("experiments"))
-                .drop_column(Alias::new("external_id"))
-                .to_owned(),
-        )
-        .await
+        drop_indexed_column(m, "experiments", "external_id", "experiments_external_id").await
+    }
+}
+
+/// Adds a nullable text column with a unique index (NULLs do not collide, on either database).
+async fn add_unique_text_column(
+    m: &SchemaManager<'_>,
+    table: &str,
+    column: &str,
+    index: &str,
+) -> Result<(), DbErr> {
+    m.alter_table(
+        Table::alter()
+            .table(Alias::new(table))
+            .add_column(text_null(column))
+            .to_owned(),
+    )
+    .await?;
+    m.create_index(
+        Index::create()
+            .name(index)
+            .table(Alias::new(table))
+            .col(Alias::new(column))
+            .unique()
+            .to_owned(),
+    )
+    .await
+}
+
+async fn drop_indexed_column(
+    m: &SchemaManager<'_>,
+    table: &str,
+    column: &str,
+    index: &str,
+) -> Result<(), DbErr> {
+    m.drop_index(
+        Index::drop()
+            .name(index)
+            .table(Alias::new(table))
+            .to_owned(),
+    )
+    .await?;
+    m.alter_table(
+        Table::alter()
+            .table(Alias::new(table))
+            .drop_column(Alias::new(column))
+            .to_owned(),
+    )
+    .await
+}
+
+/// `trials.token_hash`: the SHA-256 (hex) of the trial's worker token, which may write that trial's
+/// metrics and state and nothing else. Only the hash is stored; the token is shown once, when it is
+/// minted. Indexed: a presented token is identified by its hash.
+struct M0003TrialToken;
+
+impl MigrationName for M0003TrialToken {
+    fn name(&self) -> &str {
+        "m0003_trial_token_hash"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0003TrialToken {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        add_unique_text_column(m, "trials", "token_hash", "trials_token_hash").await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        drop_indexed_column(m, "trials", "token_hash", "trials_token_hash").await
     }
 }

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,6 +15,7 @@ use orrery_core::dto::{
     ErrorBody, ExperimentStateUpdate, IngestResult, MetricBatch, TrialStateUpdate,
 };
 
+use crate::auth::{self, AuthConfig, Denied};
 use crate::html;
 use crate::store::{Store, StoreError};
 
@@ -54,15 +56,33 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::Unauthenticated(m) => ApiError::new(StatusCode::UNAUTHORIZED, m),
+            Denied::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let mut r = (self.status, Json(self.body)).into_response();
+        if unauthorized {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("a valid header"),
+            );
+        }
+        r
     }
 }
 
 type ApiResult<T> = Result<T, ApiError>;
 
-pub fn router(store: Arc<Store>) -> Router {
+pub fn router(store: Arc<Store>, auth: AuthConfig) -> Router {
+    let guard_state = (store.clone(), Arc::new(auth));
     Router::new()
         .route("/", get(index_page))
         .route("/experiments/{id}", get(experiment_page))
@@ -78,12 +98,59 @@ pub fn router(store: Arc<Store>) -> Router {
         .route("/api/v1/experiments/{id}/analysis", get(analysis))
         .route("/api/v1/trials/{id}", get(get_trial))
         .route("/api/v1/trials/{id}/state", post(set_trial_state))
+        .route("/api/v1/trials/{id}/token", post(mint_trial_token))
         .route(
             "/api/v1/trials/{id}/metrics",
             get(metric_history).post(ingest),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(guard_state, guard))
         .with_state(store)
+}
+
+/// Every request passes here first: the rule for its route (`auth::need`), the identity of its
+/// bearer token, and 401 / 403 before any handler runs.
+async fn guard(
+    State((store, cfg)): State<(Arc<Store>, Arc<AuthConfig>)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let need = auth::need(req.method(), req.uri().path());
+    if need == auth::Need::Public {
+        return next.run(req).await;
+    }
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("?"));
+    let checked = async {
+        let token = auth::bearer(header)?;
+        let who = auth::identify(
+            &cfg,
+            token,
+            |h| async move { store.trial_of_token(&h).await },
+        )
+        .await??;
+        auth::authorize(&cfg, who, need)?;
+        Ok::<_, ApiError>(())
+    };
+    match checked.await {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A new worker token for the trial (admin only); any earlier one stops working. The response is
+/// the only place the token is ever shown.
+async fn mint_trial_token(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+) -> ApiResult<impl IntoResponse> {
+    let token = store.mint_trial_token(id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "trialId": id, "token": token })),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -1,11 +1,20 @@
-//! The API over real HTTP against a real SQLite file: spec submission, idempotent ingest, summaries,
-//! non-finite values, state transitions and the error statuses.
+//! The API over real HTTP against a real SQLite file and a real PostgreSQL server (each test runs on
+//! both): spec submission, idempotent ingest, summaries, non-finite values, state transitions and
+//! the error statuses.
+
+mod support;
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use orrery_api::Store;
+use support::Db;
+
+on_both_databases!(
+    api_end_to_end,
+    registration_is_idempotent_and_phases_are_reported,
+    analysis_of_an_lr_sweep,
+);
 
 const SPEC: &str = "apiVersion: orrery.dev/v1alpha1\nkind: Experiment\nmetadata: {name: api-test}\nspec:\n  workload: stability\n  search:\n    space:\n      training.lr: {values: [1.0e-3, 1.0e-2]}\n";
 
@@ -14,43 +23,33 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-async fn start() -> Server {
+/// The admin token of the test servers; `call` sends it (access control has its own tests).
+const ADMIN: &str = "test-admin-token";
+
+async fn start(db: Db) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("api.db"))
-        .await
-        .unwrap();
-    let (addr, _) = orrery_api::spawn(Arc::new(store), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let store = support::store(db, dir.path()).await;
+    let (addr, _) = orrery_api::spawn(
+        Arc::new(store),
+        orrery_api::AuthConfig::new(ADMIN, None),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     Server {
         base: format!("http://{addr}"),
         _dir: dir,
     }
 }
 
-/// (status, body) of a request, whatever the status.
+/// (status, body) of a request with the admin token, whatever the status.
 fn call(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
-    let req = ureq::request(method, url).set("Content-Type", "application/json");
-    let r = match body {
-        Some(b) => req.send_string(b),
-        None => req.call(),
-    };
-    let resp = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{e}"),
-    };
-    let status = resp.status();
-    let text = resp.into_string().unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let r = support::request(Some(ADMIN), method, url, body);
+    (r.status, r.body)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn api_end_to_end() {
-    let s = start().await;
+async fn api_end_to_end(db: Db) {
+    let s = start(db).await;
     let base = s.base.clone();
     tokio::task::spawn_blocking(move || {
         // A bad spec: 422 with one detail per problem, nothing stored.
@@ -186,9 +185,8 @@ async fn api_end_to_end() {
 
 /// What the operator relies on: registering the same Kubernetes object twice (a reconcile retried
 /// after a crash) returns the first experiment, and executors report the experiment's phase.
-#[tokio::test(flavor = "multi_thread")]
-async fn registration_is_idempotent_and_phases_are_reported() {
-    let s = start().await;
+async fn registration_is_idempotent_and_phases_are_reported(db: Db) {
+    let s = start(db).await;
     let base = s.base.clone();
     tokio::task::spawn_blocking(move || {
         let url = format!("{base}/api/v1/experiments?externalId=uid-1");
@@ -233,9 +231,8 @@ async fn registration_is_idempotent_and_phases_are_reported() {
 }
 
 /// `GET /api/v1/experiments/{id}/analysis` computes the stability analysis from stored results.
-#[tokio::test(flavor = "multi_thread")]
-async fn analysis_of_an_lr_sweep() {
-    let s = start().await;
+async fn analysis_of_an_lr_sweep(db: Db) {
+    let s = start(db).await;
     let base = s.base.clone();
     tokio::task::spawn_blocking(move || {
         let (_, exp) = call("POST", &format!("{base}/api/v1/experiments"), Some(SPEC));

@@ -113,6 +113,7 @@ fn spawn_worker(
     opts: &Options,
     trial: usize,
     trial_id: i64,
+    token: &str,
     attempt: u32,
     dir: &Path,
     events: mpsc::UnboundedSender<Event>,
@@ -123,6 +124,7 @@ fn spawn_worker(
         .arg("--progress")
         .env("ORRERY_API_URL", &opts.api_url)
         .env("ORRERY_TRIAL_ID", trial_id.to_string())
+        .env("ORRERY_TOKEN", token)
         .env("ORRERY_WORKDIR", dir)
         .env("ORRERY_DEVICE", &opts.device)
         .env("ORRERY_THREADS", opts.threads.to_string())
@@ -222,38 +224,37 @@ pub async fn run(
             match action {
                 Action::Start { trial, attempt } => {
                     let dir = trial_dir(trial);
-                    let pid =
-                        match spawn_worker(&opts, trial, ids[trial], attempt, &dir, tx.clone()) {
-                            Ok(pid) => pid,
-                            Err(e) => {
-                                say(
-                                    &mp,
-                                    format!(
-                                        "trial {trial}: cannot start {}: {e}",
-                                        opts.worker_bin.display()
-                                    ),
-                                );
-                                states[trial] =
-                                    apply(states[trial], &Action::Start { trial, attempt });
-                                states[trial] = on_outcome(
-                                    &opts.policy,
-                                    states[trial],
-                                    &Outcome::AttemptFailed,
-                                );
-                                store
-                                    .set_trial_state(
-                                        ids[trial],
-                                        states[trial].phase,
-                                        Some(attempt),
-                                        Some(&format!("cannot start the worker: {e}")),
-                                    )
-                                    .await?;
-                                if states[trial].phase.is_terminal() {
-                                    overall.inc(1);
-                                }
-                                continue;
+                    // Each attempt gets a fresh worker token: it may write this trial only.
+                    let token = store.mint_trial_token(ids[trial]).await?;
+                    let spawned =
+                        spawn_worker(&opts, trial, ids[trial], &token, attempt, &dir, tx.clone());
+                    let pid = match spawned {
+                        Ok(pid) => pid,
+                        Err(e) => {
+                            say(
+                                &mp,
+                                format!(
+                                    "trial {trial}: cannot start {}: {e}",
+                                    opts.worker_bin.display()
+                                ),
+                            );
+                            states[trial] = apply(states[trial], &Action::Start { trial, attempt });
+                            states[trial] =
+                                on_outcome(&opts.policy, states[trial], &Outcome::AttemptFailed);
+                            store
+                                .set_trial_state(
+                                    ids[trial],
+                                    states[trial].phase,
+                                    Some(attempt),
+                                    Some(&format!("cannot start the worker: {e}")),
+                                )
+                                .await?;
+                            if states[trial].phase.is_terminal() {
+                                overall.inc(1);
                             }
-                        };
+                            continue;
+                        }
+                    };
                     if !started_any {
                         started_any = true;
                         store

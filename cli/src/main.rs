@@ -2,9 +2,11 @@
 //!
 //! `orrery run SPEC` validates the spec, records it in the local SQLite database, serves the API on
 //! a loopback port for the workers, runs every trial as a local `orrery-worker` process and prints
-//! the leaderboard. `serve`, `ls`, `show` and `validate` work on the same database.
+//! the leaderboard. `serve`, `ls`, `show`, `plot` and `report` work on the same database.
 
 mod executor;
+mod plot;
+mod report;
 mod table;
 
 use std::net::SocketAddr;
@@ -13,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use orrery_api::Store;
 use orrery_core::analysis;
@@ -35,8 +37,36 @@ struct Cli {
         default_value = ".orrery/orrery.db"
     )]
     db: PathBuf,
+    /// Database URL instead of the SQLite file: `postgres://USER:PASSWORD@HOST:PORT/DB` (or
+    /// `sqlite://PATH?mode=rwc`).
+    #[arg(long, global = true, env = "ORRERY_DATABASE_URL")]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the results live: the SQLite file, or the database URL when one is given.
+struct Db {
+    path: PathBuf,
+    url: Option<String>,
+}
+
+impl std::fmt::Display for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.url {
+            // Never print a password.
+            Some(url) => match url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split_once('@'))
+            {
+                Some((_, host)) => {
+                    write!(f, "{}://…@{host}", url.split("://").next().unwrap_or(""))
+                }
+                None => f.write_str(url),
+            },
+            None => write!(f, "{}", self.path.display()),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -61,6 +91,8 @@ enum Command {
     Serve {
         #[arg(long, env = "ORRERY_ADDR", default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
+        #[command(flatten)]
+        access: orrery_api::auth::AccessArgs,
     },
     /// List experiments.
     Ls,
@@ -73,6 +105,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Draw an experiment's LR-sweep plots as PNG files: LR vs final loss and max attention logit
+    /// vs LR, one curve per configuration.
+    Plot {
+        experiment: String,
+        /// Folder for the PNG files (`<name>-lr-loss.png`, `<name>-attn-logit.png`).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Write a paper's reproduction report (Markdown, JSON and plots) from the newest runs of its
+    /// specs in the database.
+    Report {
+        paper: Paper,
+        #[arg(long, default_value = "docs/reproductions")]
+        out: PathBuf,
+    },
     /// Check a spec and print how many trials it expands to.
     Validate { spec: PathBuf },
     /// Print the Experiment and Trial CRDs (or write them into a folder).
@@ -80,6 +127,13 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Paper {
+    /// Wortsman et al. 2023, small-scale proxies for Transformer training instabilities
+    /// (scripts/reproduce-stability.sh runs its experiments).
+    Stability,
 }
 
 /// Exit code for a rejected spec (and other bad input).
@@ -124,14 +178,32 @@ fn print_results(board: &Leaderboard, top: usize) {
     }
 }
 
-async fn open_store(db: &std::path::Path) -> anyhow::Result<Store> {
-    Store::open_sqlite(db)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", db.display()))
+async fn open_store(db: &Db) -> anyhow::Result<Store> {
+    match &db.url {
+        Some(url) => Store::open(url).await,
+        None => Store::open_sqlite(&db.path).await,
+    }
+    .map_err(|e| anyhow::anyhow!("cannot open the database {db}: {e}"))
+}
+
+/// An experiment by id or name; one that does not exist is bad input (exit 2, with a hint).
+async fn find_experiment(
+    store: &Store,
+    db: &Db,
+    id_or_name: &str,
+) -> anyhow::Result<Result<orrery_core::dto::ExperimentDto, ExitCode>> {
+    match store.find_experiment(id_or_name).await {
+        Ok(e) => Ok(Ok(e)),
+        Err(e @ orrery_api::StoreError::NotFound(_)) => {
+            eprintln!("error: {e}; `orrery ls` lists the experiments in {db}");
+            Ok(Err(ExitCode::from(EXIT_INVALID)))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn cmd_run(
-    db: &std::path::Path,
+    db: &Db,
     spec: &std::path::Path,
     parallel: Option<u32>,
     workdir: PathBuf,
@@ -153,7 +225,12 @@ async fn cmd_run(
     let workdir = std::path::absolute(&workdir)?;
     let store = Arc::new(open_store(db).await?);
     let exp = store.create_experiment(&text, &loaded).await?;
-    let (addr, _server) = orrery_api::spawn(store.clone(), "127.0.0.1:0".parse()?).await?;
+    let (addr, _server) = orrery_api::spawn(
+        store.clone(),
+        orrery_api::AuthConfig::local(),
+        "127.0.0.1:0".parse()?,
+    )
+    .await?;
     let mut policy = Policy::from_spec(&loaded.experiment.spec);
     if let Some(p) = parallel {
         policy.parallelism = p.max(1);
@@ -225,6 +302,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let db = Db {
+        path: cli.db,
+        url: cli.database_url,
+    };
     match cli.command {
         Command::Validate { spec } => match read_spec(&spec) {
             Ok((_, l)) => {
@@ -259,29 +340,60 @@ async fn main() -> anyhow::Result<ExitCode> {
             workdir,
             device,
             top,
-        } => cmd_run(&cli.db, &spec, parallel, workdir, device, top).await,
-        Command::Serve { addr } => {
-            let store = Arc::new(open_store(&cli.db).await?);
+        } => cmd_run(&db, &spec, parallel, workdir, device, top).await,
+        Command::Serve { addr, access } => {
+            let (auth, auth_line) = access.load()?;
+            let store = Arc::new(open_store(&db).await?);
             let listener = tokio::net::TcpListener::bind(addr).await?;
             eprintln!(
-                "Orrery API and leaderboard at http://{}/ (database {})",
+                "Orrery API and leaderboard at http://{}/ (database {db}; {auth_line})",
                 listener.local_addr()?,
-                cli.db.display()
             );
-            orrery_api::serve(store, listener, async {
+            orrery_api::serve(store, auth, listener, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plot { experiment, out } => {
+            let store = open_store(&db).await?;
+            let exp = match find_experiment(&store, &db, &experiment).await? {
+                Ok(e) => e,
+                Err(code) => return Ok(code),
+            };
+            let board = store.leaderboard(exp.id).await?;
+            let charts = plot::lr_sweep_charts(&board);
+            if charts.is_empty() {
+                eprintln!(
+                    "error: experiment {} \"{}\" has no finished LR sweep to plot (it needs \
+                     trials at two or more values of training.lr)",
+                    exp.id, exp.name
+                );
+                return Ok(ExitCode::from(EXIT_INVALID));
+            }
+            std::fs::create_dir_all(&out)?;
+            for (suffix, chart) in charts {
+                let path = out.join(format!("{}-{suffix}.png", exp.name));
+                plot::draw(&chart, &path)?;
+                println!("wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { paper, out } => {
+            let store = open_store(&db).await?;
+            let written = match paper {
+                Paper::Stability => report::stability::write(&store, &out).await?,
+            };
+            for p in written {
+                println!("wrote {}", p.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Ls => {
-            let store = open_store(&cli.db).await?;
+            let store = open_store(&db).await?;
             let list = store.list_experiments().await?;
             if list.is_empty() {
-                println!(
-                    "no experiments in {}; run one with `orrery run SPEC`",
-                    cli.db.display()
-                );
+                println!("no experiments in {}; run one with `orrery run SPEC`", db);
             } else {
                 println!("{}", table::experiments(&list));
             }
@@ -292,16 +404,10 @@ async fn main() -> anyhow::Result<ExitCode> {
             top,
             json,
         } => {
-            let store = open_store(&cli.db).await?;
-            let exp = match store.find_experiment(&experiment).await {
+            let store = open_store(&db).await?;
+            let exp = match find_experiment(&store, &db, &experiment).await? {
                 Ok(e) => e,
-                Err(e) => {
-                    eprintln!(
-                        "error: {e}; `orrery ls` lists the experiments in {}",
-                        cli.db.display()
-                    );
-                    return Ok(ExitCode::from(EXIT_INVALID));
-                }
+                Err(code) => return Ok(code),
             };
             let board = store.leaderboard(exp.id).await?;
             if json {

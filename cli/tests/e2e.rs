@@ -134,6 +134,25 @@ async fn tiny_sweep_runs_end_to_end() {
     let s = &board.rows[0].summaries["eval/loss"];
     assert_eq!((s.count, s.first_step, s.last_step), (4, 0, 30));
     assert_eq!(s.last, board.rows[0].objective);
+
+    // The plots of the sweep: two PNGs with something drawn in them.
+    let out = run(
+        &["--db", "o.db", "plot", "tiny-sweep", "--out", "plots"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    for name in ["tiny-sweep-lr-loss.png", "tiny-sweep-attn-logit.png"] {
+        let png = std::fs::read(dir.path().join("plots").join(name)).unwrap();
+        assert_eq!(&png[1..4], b"PNG", "{name}");
+        assert!(png.len() > 10_000, "{name}: {} bytes", png.len());
+    }
+    // An experiment that does not exist is bad input: exit 2, nothing written.
+    let out = run(
+        &["--db", "o.db", "plot", "no-such", "--out", "none"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!dir.path().join("none").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -310,6 +329,8 @@ fn serve(db: &Path, port: u16) -> Child {
             "--addr",
             &format!("127.0.0.1:{port}"),
         ])
+        // A configured admin token: otherwise serve writes one to .orrery/admin-token.
+        .env("ORRERY_ADMIN_TOKEN", "e2e-admin-token")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -328,11 +349,12 @@ async fn api_down_for_20s_loses_no_metric_point() {
     let db = dir.path().join("o.db");
     let (steps, log_every, eval_every) = (3000, 10, 500);
     let text = spec("outage", &format!("steps: {steps}, batch_size: 4, log_every: {log_every}, eval_every: {eval_every}, eval_batches: 1, checkpoint_every: 0"), "");
-    let trial_id = {
+    let (trial_id, token) = {
         let store = open(&db).await;
         let loaded = orrery_core::load_spec(&text).unwrap();
         let exp = store.create_experiment(&text, &loaded).await.unwrap();
-        store.trials(exp.id).await.unwrap()[0].id
+        let id = store.trials(exp.id).await.unwrap()[0].id;
+        (id, store.mint_trial_token(id).await.unwrap())
     };
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -344,6 +366,7 @@ async fn api_down_for_20s_loses_no_metric_point() {
     let mut w = Command::new(worker())
         .env("ORRERY_API_URL", format!("http://127.0.0.1:{port}"))
         .env("ORRERY_TRIAL_ID", trial_id.to_string())
+        .env("ORRERY_TOKEN", token)
         .env("ORRERY_WORKDIR", dir.path().join("w"))
         .env("ORRERY_THREADS", "1")
         .stdout(Stdio::null())

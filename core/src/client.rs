@@ -108,6 +108,17 @@ impl ApiClient {
         Self::finish(url, req.send_json(batch))
     }
 
+    /// Mints a new worker token for a trial (admin); any earlier one stops working.
+    pub fn mint_trial_token(&self, trial_id: i64) -> Result<String, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Minted {
+            token: String,
+        }
+        let (url, req) = self.request("POST", &format!("/api/v1/trials/{trial_id}/token"));
+        let m: Minted = Self::finish(url, req.send_string(""))?;
+        Ok(m.token)
+    }
+
     /// Registers a spec (its YAML text). With `external_id`, registering again returns the first
     /// experiment instead of creating a second one.
     pub fn create_experiment(

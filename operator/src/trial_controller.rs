@@ -11,15 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret, Toleration};
-use kube::api::{Api, DeleteParams, PostParams, ResourceExt};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, ResourceExt};
 use kube::runtime::controller::Action;
 use kube::Resource;
-use rand::RngCore;
 
 use orrery_core::dto::TrialStateUpdate;
 use orrery_core::schedule::{on_outcome, Outcome, Policy, TrialPhase, TrialState};
 
-use crate::context::{Context, Error};
+use crate::context::{Context, Error, MANAGER};
 use crate::crd::{Trial, TrialStatus};
 use crate::pods::{self, AttemptPod, LABEL_TRIAL};
 use crate::telemetry::inc;
@@ -138,16 +137,10 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, E
     };
 
     if let Some(attempt) = next_attempt {
-        // The Pod may be created before its Secret exists: the kubelet waits for the Secret.
         let secret = format!("{name}-token");
+        apply_token(&trial, &ctx, &secret).await?;
         let pod = attempt_pod(&trial, &ctx, attempt, &secret);
-        let post = PostParams::default();
-        let (token, created) = tokio::join!(
-            ensure_token(&trial, &ctx, &secret),
-            pods_api.create(&post, &pod)
-        );
-        token?;
-        match created {
+        match pods_api.create(&PostParams::default(), &pod).await {
             Ok(_) => {
                 inc(&ctx.metrics.pods_created);
                 ctx.event(
@@ -223,13 +216,18 @@ async fn latest_pod(
     }
 }
 
-/// The per-trial API token, in a Secret the trial owns (deleted with it).
-async fn ensure_token(trial: &Trial, ctx: &Context, name: &str) -> Result<(), Error> {
+/// A new worker token for this attempt, minted by the API (which keeps only its hash) and applied
+/// to a Secret the trial owns (deleted with it). Minting revokes the previous attempt's token, whose
+/// Pod has ended. The Secret is written before the Pod is created, so the Pod never starts with a
+/// revoked token; server-side apply creates or updates it in one call, and the operator never
+/// needs to read Secrets.
+async fn apply_token(trial: &Trial, ctx: &Context, name: &str) -> Result<(), Error> {
     let api: Api<Secret> =
         Api::namespaced(ctx.client.clone(), &trial.namespace().unwrap_or_default());
-    let mut bytes = [0u8; 24];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    // The Experiment controller registers trials with the API before it creates them, so the id
+    // is set; without it the mint fails (404) and the reconcile is retried, with the error logged.
+    let trial_id = trial.spec.api_trial_id.unwrap_or(0);
+    let token = ctx.call(move |api| api.mint_trial_token(trial_id)).await?;
     let secret = Secret {
         metadata: kube::api::ObjectMeta {
             name: Some(name.to_string()),
@@ -240,11 +238,13 @@ async fn ensure_token(trial: &Trial, ctx: &Context, name: &str) -> Result<(), Er
         string_data: Some(BTreeMap::from([("token".into(), token)])),
         ..Default::default()
     };
-    match api.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&secret),
+    )
+    .await?;
+    Ok(())
 }
 
 fn attempt_pod(trial: &Trial, ctx: &Context, attempt: u32, secret: &str) -> Pod {

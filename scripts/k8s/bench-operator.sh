@@ -39,6 +39,7 @@ K="$(cat "$DIR/bin-path")/kubectl"
 "$K" wait --for condition=established crd/experiments.orrery.dev crd/trials.orrery.dev --timeout=60s >/dev/null
 
 API_PORT=$(free_port)
+export ORRERY_ADMIN_TOKEN=bench-admin-token ORRERY_API_TOKEN=bench-admin-token
 "$BIN_DIR/orrery" --db "$DIR/orrery.db" serve --addr "127.0.0.1:$API_PORT" > "$DIR/api.log" 2>&1 &
 API_PID=$!
 RUST_LOG=warn "$BIN_DIR/orrery-operator" --api-url "http://127.0.0.1:$API_PORT" --namespace $NS \

@@ -62,15 +62,30 @@ K="$TOOLS/kubectl"
 # --- the chart -----------------------------------------------------------------------------------
 "$TOOLS/helm" lint "$REPO/charts/orrery" >/dev/null || fail "helm lint"
 "$TOOLS/helm" template orrery "$REPO/charts/orrery" -n $NS >/dev/null || fail "helm template"
+# PostgreSQL: the URL reaches the API from a Secret, no volume claim, several replicas allowed; a
+# postgres database without a URL, or SQLite with two replicas, is refused at render time.
+PG=$("$TOOLS/helm" template orrery "$REPO/charts/orrery" --set database.type=postgres \
+       --set database.postgres.url=postgres://orrery:pw@db:5432/orrery --set api.replicas=2) \
+  || fail "helm template with database.type=postgres"
+grep -q "ORRERY_DATABASE_URL" <<<"$PG" && grep -q "name: orrery-database" <<<"$PG" \
+  && grep -q "replicas: 2" <<<"$PG" && ! grep -q "kind: PersistentVolumeClaim" <<<"$PG" \
+  || fail "the postgres rendering lacks the URL Secret or the replicas, or has a volume claim"
 if "$TOOLS/helm" template orrery "$REPO/charts/orrery" --set database.type=postgres >/dev/null 2>&1; then
-  fail "the chart rendered database.type=postgres, which the API server cannot use yet"
+  fail "the chart rendered database.type=postgres without a database URL"
+fi
+if "$TOOLS/helm" template orrery "$REPO/charts/orrery" --set api.replicas=2 >/dev/null 2>&1; then
+  fail "the chart rendered two API replicas on one SQLite file"
 fi
 "$K" create namespace $NS >/dev/null
 "$TOOLS/helm" install orrery "$REPO/charts/orrery" -n $NS >/dev/null || fail "helm install"
 "$K" wait --for condition=established crd/experiments.orrery.dev crd/trials.orrery.dev --timeout=60s >/dev/null
-ok "helm lint, helm template and helm install of charts/orrery"
+ok "helm lint, helm template (SQLite; PostgreSQL by a URL Secret; bad database values refused) and helm install of charts/orrery"
 
 # --- the API server and the operator (as the chart's ServiceAccount) -----------------------------
+# Both use the admin token from the Secret the chart made, as the chart's Deployments do.
+ADMIN_TOKEN=$("$K" get secret orrery-auth -n $NS -o jsonpath='{.data.admin-token}' | base64 -d)
+[ ${#ADMIN_TOKEN} -ge 32 ] || fail "the chart's orrery-auth Secret has no admin token"
+export ORRERY_ADMIN_TOKEN=$ADMIN_TOKEN ORRERY_API_TOKEN=$ADMIN_TOKEN
 API_PORT=$(free_port)
 "$BIN_DIR/orrery" --db "$DIR/orrery.db" serve --addr "127.0.0.1:$API_PORT" > "$DIR/api.log" 2>&1 &
 API_PID=$!
@@ -158,6 +173,19 @@ ok "sweep: 12 trials, at most $max_running Pods at once (parallelism 3), each nv
 "$K" get experiments -n $NS | grep -q 'sweep *Succeeded *12/12' || fail "kubectl get experiments: $("$K" get experiments -n $NS)"
 "$K" describe experiment sweep -n $NS | grep -q 'AllTrialsDone' || fail "kubectl describe shows no events"
 ok "kubectl get experiments: $("$K" get experiments -n $NS --no-headers | grep sweep | tr -s ' '); describe shows the events"
+
+# The worker token the operator put in a trial's Secret writes that trial and no other; no token
+# and a made-up one are refused; the admin token may do it all.
+post_status() { # TOKEN TRIAL_ID -> HTTP status of a metric write
+  curl -s -o /dev/null -w '%{http_code}' ${1:+-H "Authorization: Bearer $1"} -H 'Content-Type: application/json' \
+    -d '{"points": [{"name": "e2e/probe", "step": 1, "value": 1.0, "wall_time": 0}]}' \
+    "http://127.0.0.1:$API_PORT/api/v1/trials/$2/metrics"
+}
+own=$(jp trial/sweep-0 '{.spec.apiTrialId}'); other=$(jp trial/sweep-1 '{.spec.apiTrialId}')
+worker_token=$("$K" get secret sweep-0-token -n $NS -o jsonpath='{.data.token}' | base64 -d)
+codes="$(post_status "$worker_token" "$own") $(post_status "$worker_token" "$other") $(post_status "" "$own") $(post_status made-up "$own") $(post_status "$ADMIN_TOKEN" "$other")"
+[ "$codes" = "200 403 401 401 200" ] || fail "worker token on its trial, another trial, no token, a made-up one, admin: $codes (want 200 403 401 401 200)"
+ok "access: sweep-0's worker token writes its trial (200), not sweep-1's (403); no token or a made-up one: 401; admin: 200"
 
 # --- 2. more GPUs than a node has: trials wait Pending and the condition says why ---------------------
 experiment greedy 2 2 3

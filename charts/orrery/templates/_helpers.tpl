@@ -13,3 +13,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "orrery.apiURL" -}}
 {{- printf "http://%s-api.%s.svc:%v" (include "orrery.fullname" .) .Release.Namespace .Values.api.port -}}
 {{- end -}}
+
+{{/* The Secret holding the API's admin (and read) token. */}}
+{{- define "orrery.authSecret" -}}
+{{- .Values.auth.existingSecret | default (printf "%s-auth" (include "orrery.fullname" .)) -}}
+{{- end -}}

@@ -29,6 +29,10 @@ struct Args {
     /// The Orrery API as the operator reaches it.
     #[arg(long, env = "ORRERY_API_URL")]
     api_url: String,
+    /// The API's admin token: the operator registers experiments, reports states and mints each
+    /// trial's worker token with it.
+    #[arg(long, env = "ORRERY_API_TOKEN", hide_env_values = true)]
+    api_token: String,
     /// The Orrery API as worker Pods reach it (default: --api-url).
     #[arg(long, env = "ORRERY_WORKER_API_URL")]
     worker_api_url: Option<String>,
@@ -133,7 +137,7 @@ async fn main() -> anyhow::Result<()> {
     let ctx = Arc::new(Context {
         memo: Default::default(),
         client: client.clone(),
-        api: ApiClient::new(&args.api_url, None),
+        api: ApiClient::new(&args.api_url, Some(args.api_token.clone())),
         recorder: Recorder::new(
             client.clone(),
             Reporter {
