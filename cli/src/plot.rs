@@ -122,16 +122,28 @@ fn to_axis(v: f64, log: bool) -> Option<f64> {
     }
 }
 
-/// A tick label for an axis position: the value itself, or 10^position on a log axis.
+/// A tick label for an axis position: the value itself, or 10^position on a log axis (rounded to
+/// two significant digits there: log ticks fall between round numbers).
 fn tick(v: f64, log: bool) -> String {
     let x = if log { 10f64.powf(v) } else { v };
     if x == 0.0 {
-        "0".into()
-    } else if (1e-2..1e4).contains(&x.abs()) {
-        let s = format!("{x:.3}");
+        return "0".into();
+    }
+    if !(1e-2..1e4).contains(&x.abs()) {
+        return format!("{x:.1e}").replace(".0e", "e");
+    }
+    let (x, decimals) = if log {
+        let exp = x.abs().log10().floor() as i32 - 1;
+        let unit = 10f64.powi(exp);
+        ((x / unit).round() * unit, (-exp).max(0) as usize)
+    } else {
+        (x, 3)
+    };
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
-        format!("{x:.0e}")
+        s
     }
 }
 
@@ -229,6 +241,10 @@ mod tests {
         assert_eq!(tick(2.5, false), "2.5");
         assert_eq!(tick(1.0, true), "10");
         assert_eq!(tick(5.0, true), "1e5");
+        assert_eq!(tick(63.096f64.log10(), true), "63");
+        assert_eq!(tick(3162.278f64.log10(), true), "3200");
+        assert_eq!(tick(0.0316f64.log10(), true), "0.032");
+        assert_eq!(tick(4.5e4f64.log10(), true), "4.5e4");
     }
 
     #[test]
