@@ -87,6 +87,7 @@ pub fn router(store: Arc<Store>, auth: AuthConfig) -> Router {
         .route("/", get(index_page))
         .route("/experiments/{id}", get(experiment_page))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route(
             "/api/v1/experiments",
             get(list_experiments).post(create_experiment),
@@ -137,6 +138,19 @@ async fn guard(
     match checked.await {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
+    }
+}
+
+/// Ready while the database answers: a load balancer stops sending requests to an API that has
+/// lost its database, while `/healthz` (liveness) keeps it from being restarted for that.
+async fn readyz(State(store): State<Arc<Store>>) -> Response {
+    match store.connection().ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unreachable: {e}"),
+        )
+            .into_response(),
     }
 }
 

@@ -127,8 +127,10 @@ async fn worker_tokens_write_only_their_trial(db: Db) {
         );
         // The admin may write any trial.
         assert_eq!(call(Some(ADMIN), "POST", &metrics(b), Some(POINT)).0, 200);
-        // Health needs nothing.
+        // Health and readiness need nothing.
         assert_eq!(call(None, "GET", &format!("{base}/healthz"), None).0, 200);
+        let (st, _, ready) = call(None, "GET", &format!("{base}/readyz"), None);
+        assert_eq!((st, ready.as_str()), (200, Some("ready")));
     })
     .await
     .unwrap();

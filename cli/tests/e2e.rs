@@ -460,3 +460,108 @@ async fn ctrl_c_cancels_running_and_pending_trials() {
         .collect();
     assert_eq!(phases, vec![TrialPhase::Cancelled; 4]);
 }
+
+/// The API server SIGKILLed while a client streams metric batches into it, then restarted: every
+/// batch it acknowledged is stored, and the client's retries of the batch in flight (which the
+/// server may or may not have committed) add no duplicate. One transaction per batch and
+/// idempotent ingest on (trial, name, step) make this hold.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_killed_mid_ingest_loses_no_acknowledged_point_and_duplicates_none() {
+    use orrery_core::client::{ApiClient, ClientError};
+    use orrery_core::dto::{MetricBatch, MetricPoint};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("o.db");
+    let text = spec("ingest-kill", "steps: 10", "");
+    let (trial_id, token) = {
+        let store = open(&db).await;
+        let loaded = orrery_core::load_spec(&text).unwrap();
+        let exp = store.create_experiment(&text, &loaded).await.unwrap();
+        let id = store.trials(exp.id).await.unwrap()[0].id;
+        (id, store.mint_trial_token(id).await.unwrap())
+    };
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut api = serve(&db, port);
+
+    const BATCHES: i64 = 80;
+    const PER_BATCH: i64 = 250;
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let client = {
+        let acked = acked.clone();
+        std::thread::spawn(move || {
+            let api = ApiClient::new(&format!("http://127.0.0.1:{port}"), Some(token));
+            let mut retries = 0;
+            for b in 0..BATCHES {
+                let points: Vec<MetricPoint> = (0..PER_BATCH)
+                    .flat_map(|i| {
+                        let step = b * PER_BATCH + i;
+                        ["kill/a", "kill/b"].map(|name| MetricPoint {
+                            name: name.into(),
+                            step,
+                            value: step as f64,
+                            wall_time: 0.0,
+                        })
+                    })
+                    .collect();
+                let batch = MetricBatch { points };
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    match api.post_metrics(trial_id, &batch) {
+                        Ok(_) => break,
+                        Err(ClientError::Unreachable { .. }) if Instant::now() < deadline => {
+                            retries += 1;
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        Err(e) => panic!("batch {b}: {e}"),
+                    }
+                }
+                acked.store(b + 1, std::sync::atomic::Ordering::SeqCst);
+            }
+            retries
+        })
+    };
+    // Kill the server mid-stream, keep it down a moment, bring it back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.load(std::sync::atomic::Ordering::SeqCst) < BATCHES / 4 {
+        assert!(Instant::now() < deadline, "the client never got going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    api.kill().unwrap();
+    api.wait().unwrap();
+    let acked_before_kill = acked.load(std::sync::atomic::Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(1));
+    let mut api = serve(&db, port);
+    let retries = client.join().unwrap();
+    api.kill().unwrap();
+    api.wait().unwrap();
+    assert!(
+        acked_before_kill < BATCHES && retries > 0,
+        "the kill landed mid-stream ({acked_before_kill} of {BATCHES} batches acknowledged, {retries} retries)"
+    );
+
+    let store = open(&db).await;
+    let want: Vec<i64> = (0..BATCHES * PER_BATCH).collect();
+    for name in ["kill/a", "kill/b"] {
+        let steps: Vec<i64> = store
+            .metric_history(trial_id, name)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.step)
+            .collect();
+        assert_eq!(
+            steps, want,
+            "{name}: every acknowledged step once, in order"
+        );
+    }
+    let s = store.summaries(&[trial_id]).await.unwrap();
+    assert_eq!(s[&trial_id]["kill/a"].count, BATCHES * PER_BATCH);
+    assert_eq!(
+        s[&trial_id]["kill/b"].last,
+        Some((BATCHES * PER_BATCH - 1) as f64)
+    );
+}
