@@ -320,6 +320,24 @@ async fn killed_worker_is_retried_and_resumes_from_its_checkpoint() {
     assert!(log2.contains("resumed from checkpoint"), "{log2}");
 }
 
+/// Stores the spec and mints a worker token for its first trial: what an executor does before it
+/// starts a worker against `orrery serve`.
+async fn first_trial_with_token(db: &Path, spec_text: &str) -> (i64, String) {
+    let store = open(db).await;
+    let loaded = orrery_core::load_spec(spec_text).unwrap();
+    let exp = store.create_experiment(spec_text, &loaded).await.unwrap();
+    let id = store.trials(exp.id).await.unwrap()[0].id;
+    (id, store.mint_trial_token(id).await.unwrap())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn serve(db: &Path, port: u16) -> Child {
     let c = Command::new(orrery())
         .args([
@@ -349,18 +367,8 @@ async fn api_down_for_20s_loses_no_metric_point() {
     let db = dir.path().join("o.db");
     let (steps, log_every, eval_every) = (3000, 10, 500);
     let text = spec("outage", &format!("steps: {steps}, batch_size: 4, log_every: {log_every}, eval_every: {eval_every}, eval_batches: 1, checkpoint_every: 0"), "");
-    let (trial_id, token) = {
-        let store = open(&db).await;
-        let loaded = orrery_core::load_spec(&text).unwrap();
-        let exp = store.create_experiment(&text, &loaded).await.unwrap();
-        let id = store.trials(exp.id).await.unwrap()[0].id;
-        (id, store.mint_trial_token(id).await.unwrap())
-    };
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (trial_id, token) = first_trial_with_token(&db, &text).await;
+    let port = free_port();
     let mut api = serve(&db, port);
     let log = std::fs::File::create(dir.path().join("worker.log")).unwrap();
     let mut w = Command::new(worker())
@@ -473,18 +481,8 @@ async fn api_killed_mid_ingest_loses_no_acknowledged_point_and_duplicates_none()
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("o.db");
     let text = spec("ingest-kill", "steps: 10", "");
-    let (trial_id, token) = {
-        let store = open(&db).await;
-        let loaded = orrery_core::load_spec(&text).unwrap();
-        let exp = store.create_experiment(&text, &loaded).await.unwrap();
-        let id = store.trials(exp.id).await.unwrap()[0].id;
-        (id, store.mint_trial_token(id).await.unwrap())
-    };
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (trial_id, token) = first_trial_with_token(&db, &text).await;
+    let port = free_port();
     let mut api = serve(&db, port);
 
     const BATCHES: i64 = 80;
