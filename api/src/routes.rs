@@ -298,8 +298,11 @@ async fn ingest(
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct HistoryQuery {
     name: String,
+    /// Downsample to about this many points (min and max per bucket, first and last kept).
+    max_points: Option<usize>,
 }
 
 async fn metric_history(
@@ -310,11 +313,15 @@ async fn metric_history(
     let Query(q) = q.map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "give the metric as ?name=train/loss",
+            "give the metric as ?name=train/loss (and optionally &maxPoints=N)",
         )
     })?;
     store.trial(id).await?;
-    Ok(Json(store.metric_history(id, &q.name).await?))
+    let points = store.metric_history(id, &q.name).await?;
+    Ok(Json(match q.max_points {
+        Some(n) => orrery_core::downsample::min_max(&points, n),
+        None => points,
+    }))
 }
 
 async fn index_page(State(store): State<Arc<Store>>) -> ApiResult<impl IntoResponse> {

@@ -14,6 +14,7 @@ on_both_databases!(
     api_end_to_end,
     registration_is_idempotent_and_phases_are_reported,
     analysis_of_an_lr_sweep,
+    long_history_is_downsampled_keeping_extremes,
 );
 
 const SPEC: &str = "apiVersion: orrery.dev/v1alpha1\nkind: Experiment\nmetadata: {name: api-test}\nspec:\n  workload: stability\n  search:\n    space:\n      training.lr: {values: [1.0e-3, 1.0e-2]}\n";
@@ -278,6 +279,48 @@ async fn analysis_of_an_lr_sweep(db: Db) {
             None,
         );
         assert_eq!(st, 404);
+    })
+    .await
+    .unwrap();
+}
+
+/// `?maxPoints=N` cuts a 10,000-point history to at most N points and keeps its spike and its
+/// first and last points; without it the whole history comes back.
+async fn long_history_is_downsampled_keeping_extremes(db: Db) {
+    let s = start(db).await;
+    let base = s.base.clone();
+    tokio::task::spawn_blocking(move || {
+        let (_, exp) = call("POST", &format!("{base}/api/v1/experiments"), Some(SPEC));
+        let (_, trials) = call(
+            "GET",
+            &format!("{base}/api/v1/experiments/{}/trials", exp["id"]),
+            None,
+        );
+        let tid = trials[0]["id"].as_i64().unwrap();
+        let points: Vec<Value> = (0..10_000)
+            .map(|i| {
+                let v = if i == 6_543 { 99.0 } else { (i % 50) as f64 };
+                json!({"name": "train/loss", "step": i, "value": v, "wall_time": 0.0})
+            })
+            .collect();
+        let (st, _) = call(
+            "POST",
+            &format!("{base}/api/v1/trials/{tid}/metrics"),
+            Some(&json!({ "points": points }).to_string()),
+        );
+        assert_eq!(st, 200);
+        let url = format!("{base}/api/v1/trials/{tid}/metrics?name=train/loss");
+        let (_, all) = call("GET", &url, None);
+        assert_eq!(all.as_array().unwrap().len(), 10_000);
+        let (st, few) = call("GET", &format!("{url}&maxPoints=500"), None);
+        assert_eq!(st, 200);
+        let few = few.as_array().unwrap();
+        assert!(few.len() <= 500 && few.len() >= 400, "{}", few.len());
+        assert_eq!(few[0]["step"], 0);
+        assert_eq!(few[few.len() - 1]["step"], 9_999);
+        assert!(few.iter().any(|p| p["value"] == 99.0), "the spike survives");
+        let (st, _) = call("GET", &format!("{url}&maxPoints=lots"), None);
+        assert_eq!(st, 400);
     })
     .await
     .unwrap();

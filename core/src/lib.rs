@@ -4,11 +4,13 @@
 //! - [`spec`]: the experiment spec types; [`validate`]: reading a spec with precise errors;
 //!   [`search`]: expanding it into trials; [`yaml`]: YAML with positions.
 //! - [`schedule`]: the trial/experiment state machine.
-//! - [`metrics`]: metric names; [`analysis`]: LR sensitivity and friends.
+//! - [`metrics`]: metric names; [`analysis`]: LR sensitivity and friends; [`downsample`]: long
+//!   series cut down for display, extremes kept.
 //! - [`dto`]: the API's bodies; [`client`]: a small blocking HTTP client for workers.
 
 pub mod analysis;
 pub mod client;
+pub mod downsample;
 pub mod dto;
 pub mod metrics;
 pub mod schedule;
