@@ -235,11 +235,22 @@ async fn list_trials(
     Ok(Json(store.trials(id).await?))
 }
 
+/// The trials ranked by the objective; `sort`, `order`, `phase`, `param.PATH=VALUE`, `limit` and
+/// `offset` give a filtered, sorted page of it (`orrery_core::leaderboard`), `total` counting the
+/// matches before paging.
 async fn leaderboard(
     State(store): State<Arc<Store>>,
     Path(id): Path<i64>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(store.leaderboard(id).await?))
+    let query = orrery_core::leaderboard::Query::from_pairs(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    let board = store.leaderboard(id).await?;
+    let view = orrery_core::leaderboard::apply(board, &query)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    Ok(Json(view))
 }
 
 /// The workload's analysis of an experiment's results (stability: LR sensitivity per

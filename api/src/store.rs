@@ -582,7 +582,12 @@ impl Store {
                 r.rank = Some(rank);
             }
         }
-        Ok(Leaderboard { experiment, rows })
+        let total = rows.len();
+        Ok(Leaderboard {
+            experiment,
+            rows,
+            total,
+        })
     }
 
     /// Number of stored points of a trial (tests and diagnostics).

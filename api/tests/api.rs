@@ -279,6 +279,34 @@ async fn analysis_of_an_lr_sweep(db: Db) {
             None,
         );
         assert_eq!(st, 404);
+
+        // The leaderboard as a filtered, sorted page.
+        let board = |q: &str| {
+            call(
+                "GET",
+                &format!("{base}/api/v1/experiments/{id}/leaderboard?{q}"),
+                None,
+            )
+        };
+        let (st, b) = board("");
+        assert_eq!((st, b["total"].as_u64()), (200, Some(2)));
+        assert_eq!(b["rows"][0]["objective"], 2.0, "best first");
+        let (_, b) = board("sort=param:training.lr&order=asc&limit=1");
+        assert_eq!(b["total"], 2);
+        assert_eq!(b["rows"].as_array().unwrap().len(), 1);
+        assert_eq!(b["rows"][0]["params"]["training.lr"], 1e-3);
+        assert_eq!(b["rows"][0]["rank"], 2, "ranks stay those of the objective");
+        let (_, b) = board("sort=metric:attn/max_logit/L0&order=desc&param.training.lr=0.01");
+        assert_eq!(
+            (b["total"].as_u64(), b["rows"][0]["objective"].as_f64()),
+            (Some(1), Some(2.0))
+        );
+        let (_, b) = board("phase=Failed");
+        assert_eq!(b["total"], 0);
+        let (st, e) = board("sort=loss");
+        assert_eq!(st, 400, "{e}");
+        assert_eq!(board("limit=0").0, 400);
+        assert_eq!(board("colour=red").0, 400);
     })
     .await
     .unwrap();

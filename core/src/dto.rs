@@ -175,6 +175,9 @@ pub struct LeaderboardRow {
 pub struct Leaderboard {
     pub experiment: ExperimentDto,
     pub rows: Vec<LeaderboardRow>,
+    /// Rows that match the query before pagination (all rows when unfiltered).
+    #[serde(default)]
+    pub total: usize,
 }
 
 impl Leaderboard {

@@ -6,12 +6,14 @@
 //! - [`schedule`]: the trial/experiment state machine.
 //! - [`metrics`]: metric names; [`analysis`]: LR sensitivity and friends; [`downsample`]: long
 //!   series cut down for display, extremes kept.
+//! - [`leaderboard`]: filtered, sorted, paginated views of a leaderboard.
 //! - [`dto`]: the API's bodies; [`client`]: a small blocking HTTP client for workers.
 
 pub mod analysis;
 pub mod client;
 pub mod downsample;
 pub mod dto;
+pub mod leaderboard;
 pub mod metrics;
 pub mod schedule;
 pub mod schema;

@@ -1,0 +1,319 @@
+//! Server-side views of a leaderboard: filter by phase and parameter values, sort by the objective,
+//! a metric summary or a parameter, and paginate. One function, so the API and any future page
+//! read the same rules. Ranks stay those of the full ranking by the objective: sorting a view by
+//! another column does not renumber the trials.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::dto::{Leaderboard, LeaderboardRow};
+use crate::schedule::TrialPhase;
+
+/// Most rows one page may hold.
+pub const MAX_LIMIT: usize = 1000;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    /// `objective` (default), `index`, `metric:NAME` (its last value) or `param:PATH`.
+    pub sort: Option<String>,
+    /// `asc` or `desc`; default: the objective's goal for `objective`, else `asc`.
+    pub order: Option<String>,
+    /// Keep only trials in this phase.
+    pub phase: Option<String>,
+    /// Keep only trials whose parameter PATH equals the value, from `param.PATH=VALUE` pairs.
+    pub params: BTreeMap<String, String>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+}
+
+impl Query {
+    /// From URL query pairs: `sort`, `order`, `phase`, `limit`, `offset` and `param.PATH=VALUE`.
+    /// Unknown keys are an error, so a typo does not silently return everything.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Query, String> {
+        let mut q = Query::default();
+        let number = |k: &str, v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{k} must be a non-negative integer (got \"{v}\")"))
+        };
+        for (k, v) in pairs {
+            match k {
+                "sort" => q.sort = Some(v.into()),
+                "order" => q.order = Some(v.into()),
+                "phase" => q.phase = Some(v.into()),
+                "limit" => q.limit = Some(number(k, v)?),
+                "offset" => q.offset = Some(number(k, v)?),
+                _ => match k.strip_prefix("param.") {
+                    Some(path) if !path.is_empty() => {
+                        q.params.insert(path.into(), v.into());
+                    }
+                    _ => {
+                        return Err(format!(
+                            "unknown leaderboard parameter \"{k}\"; use sort, order, phase, \
+                             limit, offset or param.PATH"
+                        ))
+                    }
+                },
+            }
+        }
+        Ok(q)
+    }
+}
+
+enum Key<'a> {
+    Objective,
+    Index,
+    Metric(&'a str),
+    Param(&'a str),
+}
+
+/// A parameter's value as text, the way it is written in a query (`0.01`, `true`, `tiny`).
+fn param_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn same_param(v: &Value, wanted: &str) -> bool {
+    match (v.as_f64(), wanted.parse::<f64>()) {
+        (Some(a), Ok(b)) => a == b,
+        _ => param_text(v) == wanted,
+    }
+}
+
+/// Missing and non-finite values sort last whatever the order.
+fn cmp_opt(a: Option<f64>, b: Option<f64>, desc: bool) -> Ordering {
+    match (a.filter(|x| x.is_finite()), b.filter(|x| x.is_finite())) {
+        (Some(x), Some(y)) => {
+            let o = x.total_cmp(&y);
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
+        }
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+fn cmp_values(a: Option<&Value>, b: Option<&Value>, desc: bool) -> Ordering {
+    match (a.and_then(Value::as_f64), b.and_then(Value::as_f64)) {
+        (Some(x), Some(y)) => cmp_opt(Some(x), Some(y), desc),
+        _ => {
+            let (x, y) = (a.map(param_text), b.map(param_text));
+            let o = match (&x, &y) {
+                (Some(x), Some(y)) => x.cmp(y),
+                (Some(_), None) => return Ordering::Less,
+                (None, Some(_)) => return Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            };
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
+        }
+    }
+}
+
+/// The view of `board` that `q` asks for; `board.total` becomes the number of matching rows.
+pub fn apply(mut board: Leaderboard, q: &Query) -> Result<Leaderboard, String> {
+    let phase = match &q.phase {
+        Some(p) => Some(p.parse::<TrialPhase>()?),
+        None => None,
+    };
+    let key = match q.sort.as_deref().unwrap_or("objective") {
+        "objective" => Key::Objective,
+        "index" => Key::Index,
+        s => match (s.strip_prefix("metric:"), s.strip_prefix("param:")) {
+            (Some(m), _) if !m.is_empty() => Key::Metric(m),
+            (_, Some(p)) if !p.is_empty() => Key::Param(p),
+            _ => {
+                return Err(format!(
+                    "sort \"{s}\": use objective, index, metric:NAME or param:PATH"
+                ))
+            }
+        },
+    };
+    let desc = match q.order.as_deref() {
+        None => {
+            matches!(key, Key::Objective) && board.experiment.goal == crate::spec::Goal::Maximize
+        }
+        Some("asc") => false,
+        Some("desc") => true,
+        Some(o) => return Err(format!("order \"{o}\": use asc or desc")),
+    };
+    let limit = q.limit.unwrap_or(MAX_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(format!("limit must be 1 to {MAX_LIMIT} (got {limit})"));
+    }
+    board.rows.retain(|r| {
+        phase.is_none_or(|p| r.phase == p)
+            && q.params
+                .iter()
+                .all(|(k, v)| r.params.get(k).is_some_and(|x| same_param(x, v)))
+    });
+    let last = |r: &LeaderboardRow, m: &str| r.summaries.get(m).and_then(|s| s.last);
+    board.rows.sort_by(|a, b| {
+        let o = match key {
+            Key::Objective => cmp_opt(a.objective, b.objective, desc),
+            Key::Index => cmp_opt(Some(a.index as f64), Some(b.index as f64), desc),
+            Key::Metric(m) => cmp_opt(last(a, m), last(b, m), desc),
+            Key::Param(p) => cmp_values(a.params.get(p), b.params.get(p), desc),
+        };
+        o.then(a.index.cmp(&b.index))
+    });
+    board.total = board.rows.len();
+    let offset = q.offset.unwrap_or(0).min(board.rows.len());
+    board.rows = board.rows.into_iter().skip(offset).take(limit).collect();
+    Ok(board)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dto::{ExperimentDto, Summary};
+    use crate::schedule::{Counts, ExperimentPhase};
+    use crate::spec::Goal;
+    use serde_json::json;
+
+    fn row(
+        index: i64,
+        phase: TrialPhase,
+        lr: f64,
+        objective: Option<f64>,
+        loss: f64,
+    ) -> LeaderboardRow {
+        LeaderboardRow {
+            rank: None,
+            trial_id: 100 + index,
+            index,
+            phase,
+            params: BTreeMap::from([
+                ("training.lr".to_string(), json!(lr)),
+                ("params.qk_layernorm".to_string(), json!(index % 2 == 0)),
+            ]),
+            objective,
+            summaries: BTreeMap::from([(
+                "train/loss".to_string(),
+                Summary {
+                    count: 1,
+                    first_step: 0,
+                    first: Some(loss),
+                    last_step: 0,
+                    last: Some(loss),
+                    min: Some(loss),
+                    max: Some(loss),
+                },
+            )]),
+        }
+    }
+
+    fn board(goal: Goal) -> Leaderboard {
+        Leaderboard {
+            experiment: ExperimentDto {
+                id: 1,
+                name: "b".into(),
+                workload: "stability".into(),
+                phase: ExperimentPhase::Succeeded,
+                objective_metric: "eval/loss".into(),
+                goal,
+                counts: Counts::default(),
+                message: None,
+                created_at: String::new(),
+                finished_at: None,
+            },
+            rows: vec![
+                row(0, TrialPhase::Succeeded, 1e-3, Some(3.0), 9.0),
+                row(1, TrialPhase::Succeeded, 1e-2, Some(1.0), 7.0),
+                row(2, TrialPhase::Diverged, 1e-1, None, 8.0),
+                row(3, TrialPhase::Succeeded, 1e-2, Some(2.0), 6.0),
+            ],
+            total: 4,
+        }
+    }
+
+    fn indices(b: &Leaderboard) -> Vec<i64> {
+        b.rows.iter().map(|r| r.index).collect()
+    }
+
+    fn q(pairs: &[(&str, &str)]) -> Query {
+        Query::from_pairs(pairs.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn sorts_by_objective_metric_param_and_index() {
+        // The objective by its goal; missing values last either way.
+        assert_eq!(
+            indices(&apply(board(Goal::Minimize), &q(&[])).unwrap()),
+            [1, 3, 0, 2]
+        );
+        assert_eq!(
+            indices(&apply(board(Goal::Maximize), &q(&[])).unwrap()),
+            [0, 3, 1, 2]
+        );
+        assert_eq!(
+            indices(&apply(board(Goal::Minimize), &q(&[("order", "desc")])).unwrap()),
+            [0, 3, 1, 2]
+        );
+        let by_loss = q(&[("sort", "metric:train/loss")]);
+        assert_eq!(
+            indices(&apply(board(Goal::Minimize), &by_loss).unwrap()),
+            [3, 1, 2, 0]
+        );
+        // Equal parameter values keep index order.
+        let by_lr = q(&[("sort", "param:training.lr"), ("order", "desc")]);
+        assert_eq!(
+            indices(&apply(board(Goal::Minimize), &by_lr).unwrap()),
+            [2, 1, 3, 0]
+        );
+        let by_index = q(&[("sort", "index"), ("order", "desc")]);
+        assert_eq!(
+            indices(&apply(board(Goal::Minimize), &by_index).unwrap()),
+            [3, 2, 1, 0]
+        );
+    }
+
+    #[test]
+    fn filters_then_paginates_with_the_total_before_paging() {
+        let b = apply(
+            board(Goal::Minimize),
+            &q(&[("phase", "Succeeded"), ("param.training.lr", "0.01")]),
+        )
+        .unwrap();
+        assert_eq!((indices(&b), b.total), (vec![1, 3], 2));
+        let b = apply(
+            board(Goal::Minimize),
+            &q(&[("param.params.qk_layernorm", "true")]),
+        )
+        .unwrap();
+        assert_eq!(indices(&b), [0, 2]);
+        let b = apply(
+            board(Goal::Minimize),
+            &q(&[("limit", "2"), ("offset", "1")]),
+        )
+        .unwrap();
+        assert_eq!((indices(&b), b.total), (vec![3, 0], 4));
+        let b = apply(board(Goal::Minimize), &q(&[("offset", "10")])).unwrap();
+        assert_eq!((b.rows.len(), b.total), (0, 4));
+    }
+
+    #[test]
+    fn bad_queries_say_what_is_allowed() {
+        assert!(Query::from_pairs([("sortt", "x")])
+            .unwrap_err()
+            .contains("unknown"));
+        assert!(Query::from_pairs([("limit", "-1")]).is_err());
+        let err = |pairs: &[(&str, &str)]| apply(board(Goal::Minimize), &q(pairs)).unwrap_err();
+        assert!(err(&[("sort", "loss")]).contains("metric:NAME"));
+        assert!(err(&[("order", "up")]).contains("asc or desc"));
+        assert!(err(&[("limit", "0")]).contains("limit"));
+        assert!(!err(&[("phase", "Sleeping")]).is_empty());
+    }
+}
