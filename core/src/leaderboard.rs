@@ -102,23 +102,25 @@ fn cmp_opt(a: Option<f64>, b: Option<f64>, desc: bool) -> Ordering {
     }
 }
 
+/// A total order over parameter values: missing last; numbers before text (so the comparison
+/// stays transitive when a parameter mixes both), numbers by value, text as text.
 fn cmp_values(a: Option<&Value>, b: Option<&Value>, desc: bool) -> Ordering {
-    match (a.and_then(Value::as_f64), b.and_then(Value::as_f64)) {
-        (Some(x), Some(y)) => cmp_opt(Some(x), Some(y), desc),
-        _ => {
-            let (x, y) = (a.map(param_text), b.map(param_text));
-            let o = match (&x, &y) {
-                (Some(x), Some(y)) => x.cmp(y),
-                (Some(_), None) => return Ordering::Less,
-                (None, Some(_)) => return Ordering::Greater,
-                (None, None) => Ordering::Equal,
-            };
-            if desc {
-                o.reverse()
-            } else {
-                o
-            }
-        }
+    let (a, b) = match (a, b) {
+        (Some(a), Some(b)) => (a, b),
+        (Some(_), None) => return Ordering::Less,
+        (None, Some(_)) => return Ordering::Greater,
+        (None, None) => return Ordering::Equal,
+    };
+    let o = match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => param_text(a).cmp(&param_text(b)),
+    };
+    if desc {
+        o.reverse()
+    } else {
+        o
     }
 }
 
@@ -162,7 +164,13 @@ pub fn apply(mut board: Leaderboard, q: &Query) -> Result<Leaderboard, String> {
     let last = |r: &LeaderboardRow, m: &str| r.summaries.get(m).and_then(|s| s.last);
     board.rows.sort_by(|a, b| {
         let o = match key {
-            Key::Objective => cmp_opt(a.objective, b.objective, desc),
+            // Only ranked trials compete on the objective: a diverged or running trial's last
+            // value is not a result (the store leaves it unranked), so it sorts after them.
+            Key::Objective => cmp_opt(
+                a.objective.filter(|_| a.rank.is_some()),
+                b.objective.filter(|_| b.rank.is_some()),
+                desc,
+            ),
             Key::Index => cmp_opt(Some(a.index as f64), Some(b.index as f64), desc),
             Key::Metric(m) => cmp_opt(last(a, m), last(b, m), desc),
             Key::Param(p) => cmp_values(a.params.get(p), b.params.get(p), desc),
@@ -191,7 +199,8 @@ mod tests {
         loss: f64,
     ) -> LeaderboardRow {
         LeaderboardRow {
-            rank: None,
+            // As the store ranks: finished trials with an objective.
+            rank: (phase == TrialPhase::Succeeded && objective.is_some()).then_some(1),
             trial_id: 100 + index,
             index,
             phase,
@@ -232,7 +241,8 @@ mod tests {
             rows: vec![
                 row(0, TrialPhase::Succeeded, 1e-3, Some(3.0), 9.0),
                 row(1, TrialPhase::Succeeded, 1e-2, Some(1.0), 7.0),
-                row(2, TrialPhase::Diverged, 1e-1, None, 8.0),
+                // Diverged with a last value from before it diverged: unranked all the same.
+                row(2, TrialPhase::Diverged, 1e-1, Some(0.5), 8.0),
                 row(3, TrialPhase::Succeeded, 1e-2, Some(2.0), 6.0),
             ],
             total: 4,
@@ -273,6 +283,17 @@ mod tests {
             indices(&apply(board(Goal::Minimize), &by_lr).unwrap()),
             [2, 1, 3, 0]
         );
+        // Mixed numbers and text order numbers first, and stay a total order.
+        let mut mixed = board(Goal::Minimize);
+        for (r, v) in mixed
+            .rows
+            .iter_mut()
+            .zip([json!("1x"), json!(10), json!("10"), json!(2)])
+        {
+            r.params.insert("p".into(), v);
+        }
+        let by_p = q(&[("sort", "param:p")]);
+        assert_eq!(indices(&apply(mixed, &by_p).unwrap()), [3, 1, 2, 0]);
         let by_index = q(&[("sort", "index"), ("order", "desc")]);
         assert_eq!(
             indices(&apply(board(Goal::Minimize), &by_index).unwrap()),

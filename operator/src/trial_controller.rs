@@ -138,21 +138,30 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, E
 
     if let Some(attempt) = next_attempt {
         let secret = format!("{name}-token");
-        apply_token(&trial, &ctx, &secret).await?;
-        let pod = attempt_pod(&trial, &ctx, attempt, &secret);
-        match pods_api.create(&PostParams::default(), &pod).await {
-            Ok(_) => {
-                inc(&ctx.metrics.pods_created);
-                ctx.event(
-                    &reference,
-                    false,
-                    "PodCreated",
-                    format!("attempt {attempt}: Pod {}", pods::pod_name(&name, attempt)),
-                )
-                .await;
+        // The Pod of this attempt may exist already (created before a failed status write or an
+        // operator restart, and not yet in the cache): minting again would revoke the token it
+        // runs with, so look first.
+        let exists = pods_api
+            .get_opt(&pods::pod_name(&name, attempt))
+            .await?
+            .is_some();
+        if !exists {
+            apply_token(&trial, &ctx, &secret).await?;
+            let pod = attempt_pod(&trial, &ctx, attempt, &secret);
+            match pods_api.create(&PostParams::default(), &pod).await {
+                Ok(_) => {
+                    inc(&ctx.metrics.pods_created);
+                    ctx.event(
+                        &reference,
+                        false,
+                        "PodCreated",
+                        format!("attempt {attempt}: Pod {}", pods::pod_name(&name, attempt)),
+                    )
+                    .await;
+                }
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e.into()),
         }
         status.attempts = attempt;
         status.pod_name = Some(pods::pod_name(&name, attempt));

@@ -62,20 +62,19 @@ K="$TOOLS/kubectl"
 # --- the chart -----------------------------------------------------------------------------------
 "$TOOLS/helm" lint "$REPO/charts/orrery" >/dev/null || fail "helm lint"
 "$TOOLS/helm" template orrery "$REPO/charts/orrery" -n $NS >/dev/null || fail "helm template"
-# PostgreSQL: the URL reaches the API from a Secret, no volume claim, several replicas allowed; a
-# postgres database without a URL, or SQLite with two replicas, is refused at render time.
+# PostgreSQL: the URL reaches the API from a Secret and there is no volume claim; a postgres
+# database without a URL, or an unknown database type, is refused at render time.
 PG=$("$TOOLS/helm" template orrery "$REPO/charts/orrery" --set database.type=postgres \
-       --set database.postgres.url=postgres://orrery:pw@db:5432/orrery --set api.replicas=2) \
+       --set database.postgres.url=postgres://orrery:pw@db:5432/orrery) \
   || fail "helm template with database.type=postgres"
 grep -q "ORRERY_DATABASE_URL" <<<"$PG" && grep -q "name: orrery-database" <<<"$PG" \
-  && grep -q "replicas: 2" <<<"$PG" && ! grep -q "kind: PersistentVolumeClaim" <<<"$PG" \
-  || fail "the postgres rendering lacks the URL Secret or the replicas, or has a volume claim"
-if "$TOOLS/helm" template orrery "$REPO/charts/orrery" --set database.type=postgres >/dev/null 2>&1; then
-  fail "the chart rendered database.type=postgres without a database URL"
-fi
-if "$TOOLS/helm" template orrery "$REPO/charts/orrery" --set api.replicas=2 >/dev/null 2>&1; then
-  fail "the chart rendered two API replicas on one SQLite file"
-fi
+  && ! grep -q "kind: PersistentVolumeClaim" <<<"$PG" \
+  || fail "the postgres rendering lacks the URL Secret or has a volume claim"
+for bad in "database.type=postgres" "database.type=mysql" "auth.reads=maybe"; do
+  if "$TOOLS/helm" template orrery "$REPO/charts/orrery" --set "$bad" >/dev/null 2>&1; then
+    fail "the chart rendered with --set $bad"
+  fi
+done
 "$K" create namespace $NS >/dev/null
 "$TOOLS/helm" install orrery "$REPO/charts/orrery" -n $NS >/dev/null || fail "helm install"
 "$K" wait --for condition=established crd/experiments.orrery.dev crd/trials.orrery.dev --timeout=60s >/dev/null

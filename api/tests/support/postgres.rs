@@ -9,7 +9,7 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -19,6 +19,8 @@ use sea_orm::{ConnectionTrait, Database};
 pub struct Server {
     port: u16,
     next_db: AtomicU32,
+    /// Never waited for: it outlives this process on purpose (it stops the server after us).
+    _watchdog: Child,
 }
 
 /// The folder with `initdb` and `postgres`: `$ORRERY_PG_BIN`, else the newest Debian install
@@ -111,47 +113,58 @@ fn start() -> Server {
         String::from_utf8_lossy(&out.stderr)
     );
     let port = free_port();
-    // fsync off: the tests need a real server, not a durable one.
-    let postgres = format!(
-        "{} -D {} -p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-        bin.join("postgres").display(),
-        data.display(),
-        root.display()
-    );
-    let watchdog = format!(
-        "{postgres} >{log} 2>&1 & pg=$!; \
-         while [ -d /proc/{parent} ] && kill -0 $pg 2>/dev/null; do sleep 1; done; \
-         kill -INT $pg 2>/dev/null; wait $pg; rm -rf {root}",
-        log = root.join("server.log").display(),
-        parent = std::process::id(),
-        root = root.display()
-    );
-    // Not waited for: the watchdog outlives this process on purpose (it stops the server after us).
-    #[allow(clippy::zombie_processes)]
-    as_server_user("sh")
-        .args(["-c", &watchdog])
+    // fsync off: the tests need a real server, not a durable one. Paths reach the watchdog script
+    // as environment variables and "$@", never spliced into its text.
+    let watchdog = r#"
+        "$@" >"$LOG" 2>&1 & pg=$!
+        while [ -d "/proc/$PARENT" ] && kill -0 "$pg" 2>/dev/null; do sleep 1; done
+        kill -INT "$pg" 2>/dev/null; wait "$pg"; rm -rf "$ROOT"
+    "#;
+    let mut child = as_server_user("env")
+        .arg(format!("LOG={}", root.join("server.log").display()))
+        .arg(format!("PARENT={}", std::process::id()))
+        .arg(format!("ROOT={}", root.display()))
+        .args(["sh", "-c", watchdog, "watchdog"])
+        .arg(bin.join("postgres"))
+        .args(["-D", data.to_str().unwrap(), "-p", &port.to_string()])
+        .args(["-k", root.to_str().unwrap()])
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        .args(["-c", "max_connections=200"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("the PostgreSQL watchdog starts");
-    wait_ready(port, &root);
+    wait_ready(port, &root, &mut child);
     Server {
         port,
         next_db: AtomicU32::new(0),
+        _watchdog: child,
     }
 }
 
-fn wait_ready(port: u16, root: &Path) {
+/// Until the server listens: its Unix socket in `root` (ours alone, unlike a TCP port someone else
+/// could have taken) and the TCP port. A server that exits early fails at once, with its log.
+fn wait_ready(port: u16, root: &Path, watchdog: &mut Child) {
+    let log = || std::fs::read_to_string(root.join("server.log")).unwrap_or_default();
+    let socket = root.join(format!(".s.PGSQL.{port}"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if socket.exists() && TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;
+        }
+        if let Ok(Some(status)) = watchdog.try_wait() {
+            panic!(
+                "PostgreSQL exited ({status}) before it listened:\n{}",
+                log()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let log = std::fs::read_to_string(root.join("server.log")).unwrap_or_default();
-    panic!("PostgreSQL did not accept connections on port {port} within 60 s:\n{log}");
+    panic!(
+        "PostgreSQL did not accept connections on port {port} within 60 s:\n{}",
+        log()
+    );
 }
 
 /// The server of this test process, started on first use.
