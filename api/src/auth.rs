@@ -24,9 +24,13 @@ pub fn hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The digest as stored in the database.
 pub fn hash_hex(token: &str) -> String {
-    hash(token).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&hash(token))
 }
 
 /// A new random token: 32 bytes from the OS-seeded CSPRNG, hex, with a prefix that makes a leaked
@@ -34,8 +38,7 @@ pub fn hash_hex(token: &str) -> String {
 pub fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("orr_{hex}")
+    format!("orr_{}", hex(&bytes))
 }
 
 /// The server's configured tokens.
@@ -213,8 +216,7 @@ where
     if cfg.is_reader(&h) {
         return Ok(Ok(Identity::Reader));
     }
-    let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(match find_worker(hex).await? {
+    Ok(match find_worker(hex(&h)).await? {
         Some(trial) => Ok(Identity::Worker(trial)),
         None => Err(Denied::Unauthenticated(
             "the bearer token is not known to this server".into(),

@@ -65,6 +65,17 @@ async fn open(db: &Path) -> Store {
     Store::open_sqlite(db).await.unwrap()
 }
 
+/// The steps stored for one metric of a trial, in order.
+async fn stored_steps(store: &Store, trial_id: i64, name: &str) -> Vec<i64> {
+    store
+        .metric_history(trial_id, name)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.step)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tiny_sweep_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -87,21 +98,9 @@ async fn tiny_sweep_runs_end_to_end() {
     for tr in store.trials(exp.id).await.unwrap() {
         assert_eq!(tr.phase, TrialPhase::Succeeded);
         assert_eq!(tr.attempts, 1);
-        let steps: Vec<i64> = store
-            .metric_history(tr.id, "train/loss")
-            .await
-            .unwrap()
-            .iter()
-            .map(|p| p.step)
-            .collect();
+        let steps = stored_steps(&store, tr.id, "train/loss").await;
         assert_eq!(steps, vec![10, 20, 30]);
-        let eval: Vec<i64> = store
-            .metric_history(tr.id, "eval/loss")
-            .await
-            .unwrap()
-            .iter()
-            .map(|p| p.step)
-            .collect();
+        let eval = stored_steps(&store, tr.id, "eval/loss").await;
         assert_eq!(eval, vec![0, 10, 20, 30]);
         assert_eq!(
             store
@@ -304,13 +303,7 @@ async fn killed_worker_is_retried_and_resumes_from_its_checkpoint() {
         resumed[1].0 >= 50 && resumed[1].0 % 50 == 0,
         "the retry continued from a checkpoint, not from 0: {resumed:?}"
     );
-    let steps: Vec<i64> = store
-        .metric_history(tr.id, "train/loss")
-        .await
-        .unwrap()
-        .iter()
-        .map(|p| p.step)
-        .collect();
+    let steps = stored_steps(&store, tr.id, "train/loss").await;
     assert_eq!(
         steps,
         (1..=150).map(|i| i * 10).collect::<Vec<_>>(),
@@ -544,13 +537,7 @@ async fn api_killed_mid_ingest_loses_no_acknowledged_point_and_duplicates_none()
     let store = open(&db).await;
     let want: Vec<i64> = (0..BATCHES * PER_BATCH).collect();
     for name in ["kill/a", "kill/b"] {
-        let steps: Vec<i64> = store
-            .metric_history(trial_id, name)
-            .await
-            .unwrap()
-            .iter()
-            .map(|p| p.step)
-            .collect();
+        let steps = stored_steps(&store, trial_id, name).await;
         assert_eq!(
             steps, want,
             "{name}: every acknowledged step once, in order"

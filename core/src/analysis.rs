@@ -159,6 +159,17 @@ pub fn lr_sensitivity(runs: &[LrRun]) -> Vec<LrSensitivity> {
     out
 }
 
+/// The largest attention logit any layer reached during a trial (`attn/max_logit/L*`, finite
+/// values only), from its metric summaries.
+pub fn max_attn_logit(summaries: &BTreeMap<String, crate::dto::Summary>) -> Option<f64> {
+    summaries
+        .iter()
+        .filter(|(k, _)| k.starts_with(crate::metrics::ATTN_MAX_LOGIT_PREFIX))
+        .filter_map(|(_, s)| s.max)
+        .filter(|x| x.is_finite())
+        .max_by(f64::total_cmp)
+}
+
 /// The LR-sweep view of a leaderboard: one [`LrRun`] per trial that produced a result (diverged
 /// ones at ℓ₀). Failed trials (crashes, not divergence) carry no information about the learning rate
 /// and are left out. The configuration is every swept value except `training.lr` and `training.seed`.
@@ -176,13 +187,7 @@ pub fn lr_runs(board: &crate::dto::Leaderboard) -> Vec<LrRun> {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             let eval = r.summaries.get(crate::metrics::EVAL_LOSS);
-            let max_attn_logit = r
-                .summaries
-                .iter()
-                .filter(|(k, _)| k.starts_with(crate::metrics::ATTN_MAX_LOGIT_PREFIX))
-                .filter_map(|(_, s)| s.max)
-                .filter(|x| x.is_finite())
-                .max_by(f64::total_cmp);
+            let max_attn_logit = max_attn_logit(&r.summaries);
             let seed = r
                 .params
                 .get("training.seed")

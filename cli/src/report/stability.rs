@@ -353,14 +353,7 @@ fn width_points(board: &Leaderboard) -> Vec<WidthPoint> {
         .filter_map(|((d, lr), rows)| {
             let logits: Vec<f64> = rows
                 .iter()
-                .filter_map(|r| {
-                    r.summaries
-                        .iter()
-                        .filter(|(k, _)| k.starts_with(metrics::ATTN_MAX_LOGIT_PREFIX))
-                        .filter_map(|(_, s)| s.max)
-                        .filter(|x| x.is_finite())
-                        .max_by(f64::total_cmp)
-                })
+                .filter_map(|r| analysis::max_attn_logit(&r.summaries))
                 .collect();
             let last = |name: &str| -> Vec<f64> {
                 rows.iter()
