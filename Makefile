@@ -8,12 +8,14 @@
 VENV        := .venv
 TORCH       := 2.11.0
 TORCH_STAMP := $(VENV)/.torch-$(TORCH)
+SCHEMATHESIS       := 4.32.5
+SCHEMATHESIS_STAMP := $(VENV)/.schemathesis-$(SCHEMATHESIS)
 
 export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV          := $(abspath $(VENV))
 export PATH                 := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup build demo test fmt lint unit k8s-tools e2e-k8s clean
+.PHONY: setup build demo test fmt lint unit api-contract k8s-tools e2e-k8s clean
 
 setup: $(TORCH_STAMP)
 
@@ -42,6 +44,16 @@ lint: setup
 unit: setup
 	cargo test --workspace
 
+# The API against its own OpenAPI description (/openapi.json): schemathesis (PyPI) generates
+# requests for every operation; no 5xx, every answer as described (scripts/api-schemathesis.sh).
+$(SCHEMATHESIS_STAMP): $(TORCH_STAMP)
+	$(VENV)/bin/pip install --disable-pip-version-check -q "schemathesis==$(SCHEMATHESIS)"
+	@touch $@
+
+api-contract: setup $(SCHEMATHESIS_STAMP)
+	cargo build --bin orrery
+	scripts/api-schemathesis.sh
+
 # The Kubernetes control plane for the e2e tests, built from Go modules into ~/.cache/orrery/k8s
 # (first time on a machine: about 20 minutes on 2 cores; then cached).
 k8s-tools:
@@ -56,7 +68,7 @@ e2e-k8s: k8s-tools setup
 	scripts/k8s/e2e-operator.sh
 
 # Everything CI runs (.ci/run calls exactly this).
-test: setup fmt lint unit e2e-k8s
+test: setup fmt lint unit api-contract e2e-k8s
 
 clean:
 	cargo clean

@@ -3,14 +3,19 @@
 //! - [`store`]: every database read and write (sea-orm; SQLite or PostgreSQL);
 //! - [`routes`]: the axum router (`/api/v1/...`, the HTML pages);
 //! - [`auth`]: who may call what (admin, worker and read tokens);
+//! - [`openapi`]: the OpenAPI description's shared parts (`/openapi.json`);
+//! - [`events`]: live updates (server-sent events); [`telemetry`]: `/metrics`;
 //! - [`entities`], [`migration`]: the schema.
 
 pub mod auth;
 pub mod entities;
+pub mod events;
 pub mod html;
 pub mod migration;
+pub mod openapi;
 pub mod routes;
 pub mod store;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,24 +3,36 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use orrery_core::dto::{
-    ErrorBody, ExperimentStateUpdate, IngestResult, MetricBatch, TrialStateUpdate,
+    ErrorBody, ExperimentDto, ExperimentStateUpdate, IngestResult, Leaderboard, MetricBatch,
+    MetricPoint, TrialDto, TrialStateUpdate,
 };
+use orrery_core::schedule::TrialPhase;
 
 use crate::auth::{self, AuthConfig, Denied};
+use crate::events::Event;
 use crate::html;
+use crate::openapi;
 use crate::store::{Store, StoreError};
+use crate::telemetry::Telemetry;
 
 /// Largest request body accepted (a spec or a metric batch).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Largest `maxPoints` a history request may ask for (more than any chart draws).
+const MAX_HISTORY_POINTS: u32 = 1_000_000;
 
 /// Every handler error becomes one of these: a status and a JSON body that says what to do.
 #[derive(Debug)]
@@ -81,32 +93,138 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// What the handlers share. Handlers take the part they need (`State<Arc<Store>>`, ...).
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl FromRef<AppState> for Arc<Store> {
+    fn from_ref(s: &AppState) -> Self {
+        s.store.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Telemetry> {
+    fn from_ref(s: &AppState) -> Self {
+        s.telemetry.clone()
+    }
+}
+
+/// The whole HTTP surface. The REST routes are collected with their OpenAPI descriptions (one
+/// declaration per handler: the route the router serves is the route the document describes);
+/// the description itself is served at `/openapi.json`.
 pub fn router(store: Arc<Store>, auth: AuthConfig) -> Router {
-    let guard_state = (store.clone(), Arc::new(auth));
-    Router::new()
-        .route("/", get(index_page))
+    let state = AppState {
+        store: store.clone(),
+        telemetry: Arc::new(Telemetry::default()),
+    };
+    let (api, doc) = rest();
+    let doc: Arc<str> = serde_json::to_string(&doc)
+        .expect("the OpenAPI description serialises")
+        .into();
+    let guard_state = (store, Arc::new(auth));
+    api.route("/", get(index_page))
         .route("/experiments/{id}", get(experiment_page))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
         .route(
-            "/api/v1/experiments",
-            get(list_experiments).post(create_experiment),
-        )
-        .route("/api/v1/experiments/{id}", get(get_experiment))
-        .route("/api/v1/experiments/{id}/state", post(set_experiment_state))
-        .route("/api/v1/experiments/{id}/trials", get(list_trials))
-        .route("/api/v1/experiments/{id}/leaderboard", get(leaderboard))
-        .route("/api/v1/experiments/{id}/analysis", get(analysis))
-        .route("/api/v1/trials/{id}", get(get_trial))
-        .route("/api/v1/trials/{id}/state", post(set_trial_state))
-        .route("/api/v1/trials/{id}/token", post(mint_trial_token))
-        .route(
-            "/api/v1/trials/{id}/metrics",
-            get(metric_history).post(ingest),
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        doc.to_string(),
+                    )
+                }
+            }),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(guard_state, guard))
-        .with_state(store)
+        .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.telemetry.clone(),
+            observe,
+        ))
+        .with_state(state)
+}
+
+/// The REST routes and their OpenAPI description, made from the same declarations.
+fn rest() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(list_experiments, create_experiment))
+        .routes(routes!(get_experiment))
+        .routes(routes!(set_experiment_state))
+        .routes(routes!(list_trials))
+        .routes(routes!(leaderboard))
+        .routes(routes!(analysis))
+        .routes(routes!(experiment_events))
+        .routes(routes!(all_events))
+        .routes(routes!(get_trial))
+        .routes(routes!(set_trial_state))
+        .routes(routes!(mint_trial_token))
+        .routes(routes!(metric_history, ingest))
+        .split_for_parts();
+    openapi::add_shared(&mut doc);
+    (routes, doc)
+}
+
+/// The OpenAPI description, as `/openapi.json` serves it.
+pub fn openapi_doc() -> utoipa::openapi::OpenApi {
+    rest().1
+}
+
+/// Counts and times every request under its route template (`crate::telemetry`).
+async fn observe(State(t): State<Arc<Telemetry>>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    t.observe(&method, &route, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+/// Every error answers with an [`ErrorBody`], including the ones axum writes itself as plain
+/// text (a path id that is not a number, a malformed query, a body over the limit, a method the
+/// route does not have), so a client parses one error shape.
+async fn json_errors(resp: Response) -> Response {
+    let is_error = resp.status().is_client_error() || resp.status().is_server_error();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_error || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let error = if text.is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_lowercase()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(parts.status, error).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// Every request passes here first: the rule for its route (`auth::need`), the identity of its
@@ -154,8 +272,24 @@ async fn readyz(State(store): State<Arc<Store>>) -> Response {
     }
 }
 
+async fn prometheus(
+    State(store): State<Arc<Store>>,
+    State(t): State<Arc<Telemetry>>,
+) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        t.render(store.events().subscribers()),
+    )
+}
+
 /// A new worker token for the trial (admin only); any earlier one stops working. The response is
 /// the only place the token is ever shown.
+#[utoipa::path(post, path = "/api/v1/trials/{id}/token", tag = "trials",
+    params(("id" = i64, Path, description = "trial id")),
+    responses(
+        (status = 201, description = "the new token", body = MintedToken),
+        (status = 404, description = "no such trial", body = ErrorBody),
+    ))]
 async fn mint_trial_token(
     State(store): State<Arc<Store>>,
     Path(id): Path<i64>,
@@ -163,12 +297,24 @@ async fn mint_trial_token(
     let token = store.mint_trial_token(id).await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "trialId": id, "token": token })),
+        Json(MintedToken {
+            trial_id: id,
+            token,
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+struct MintedToken {
+    trial_id: i64,
+    /// Shown once; the server keeps only its SHA-256.
+    token: String,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
 struct CreateQuery {
     /// The submitter's key for this experiment: a second POST with the same key returns the
     /// first experiment (200) instead of creating another (201).
@@ -176,6 +322,15 @@ struct CreateQuery {
 }
 
 /// The body is the spec's YAML text. A bad spec is refused whole with one detail line per problem.
+#[utoipa::path(post, path = "/api/v1/experiments", tag = "experiments",
+    params(CreateQuery),
+    request_body(content = String, content_type = "application/yaml",
+        description = "the experiment spec (YAML)"),
+    responses(
+        (status = 201, description = "created, with its trials", body = ExperimentDto),
+        (status = 200, description = "an experiment with this externalId already exists", body = ExperimentDto),
+        (status = 422, description = "the spec is invalid: one detail per problem", body = ErrorBody),
+    ))]
 async fn create_experiment(
     State(store): State<Arc<Store>>,
     q: Result<Query<CreateQuery>, axum::extract::rejection::QueryRejection>,
@@ -203,13 +358,22 @@ async fn create_experiment(
     Ok((status, Json(exp)))
 }
 
+/// An executor (the operator) reports the experiment's phase. A finished experiment keeps its phase.
+#[utoipa::path(post, path = "/api/v1/experiments/{id}/state", tag = "experiments",
+    params(("id" = i64, Path, description = "experiment id")),
+    request_body = ExperimentStateUpdate,
+    responses(
+        (status = 200, body = ExperimentDto),
+        (status = 404, description = "no such experiment", body = ErrorBody),
+        (status = 409, description = "the experiment is already finished", body = ErrorBody),
+        (status = 422, description = "not a state update", body = ErrorBody),
+    ))]
 async fn set_experiment_state(
     State(store): State<Arc<Store>>,
     Path(id): Path<i64>,
     body: Result<Json<ExperimentStateUpdate>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
-    let Json(u) =
-        body.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
+    let Json(u) = body.map_err(body_error)?;
     Ok(Json(
         store
             .set_experiment_phase(id, u.phase, u.reason.as_deref(), u.message.as_deref())
@@ -217,10 +381,19 @@ async fn set_experiment_state(
     ))
 }
 
+/// Newest first.
+#[utoipa::path(get, path = "/api/v1/experiments", tag = "experiments",
+    responses((status = 200, body = Vec<ExperimentDto>)))]
 async fn list_experiments(State(store): State<Arc<Store>>) -> ApiResult<impl IntoResponse> {
     Ok(Json(store.list_experiments().await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/experiments/{id}", tag = "experiments",
+    params(("id" = i64, Path, description = "experiment id")),
+    responses(
+        (status = 200, body = ExperimentDto),
+        (status = 404, description = "no such experiment", body = ErrorBody),
+    ))]
 async fn get_experiment(
     State(store): State<Arc<Store>>,
     Path(id): Path<i64>,
@@ -228,6 +401,13 @@ async fn get_experiment(
     Ok(Json(store.experiment(id).await?))
 }
 
+/// The experiment's trials in index order.
+#[utoipa::path(get, path = "/api/v1/experiments/{id}/trials", tag = "experiments",
+    params(("id" = i64, Path, description = "experiment id")),
+    responses(
+        (status = 200, body = Vec<TrialDto>),
+        (status = 404, description = "no such experiment", body = ErrorBody),
+    ))]
 async fn list_trials(
     State(store): State<Arc<Store>>,
     Path(id): Path<i64>,
@@ -235,9 +415,45 @@ async fn list_trials(
     Ok(Json(store.trials(id).await?))
 }
 
+/// Documents the leaderboard's query; the handler reads the pairs itself because `param.PATH`
+/// keys are open-ended.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct LeaderboardParams {
+    /// `objective` (default), `index`, `metric:NAME` (its last value) or `param:PATH`.
+    sort: Option<String>,
+    /// Default: the objective's goal for `objective`, else `asc`.
+    #[param(inline)]
+    order: Option<SortOrder>,
+    /// Only trials in this phase.
+    phase: Option<TrialPhase>,
+    /// Rows per page (at most 1000; default 1000).
+    #[param(minimum = 0, maximum = 1000)]
+    limit: Option<i64>,
+    /// Rows to skip.
+    #[param(minimum = 0)]
+    offset: Option<i64>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum SortOrder {
+    Asc,
+    Desc,
+}
+
 /// The trials ranked by the objective; `sort`, `order`, `phase`, `param.PATH=VALUE`, `limit` and
 /// `offset` give a filtered, sorted page of it (`orrery_core::leaderboard`), `total` counting the
-/// matches before paging.
+/// matches before paging. Ranks are those of the full ranking whatever the view.
+#[utoipa::path(get, path = "/api/v1/experiments/{id}/leaderboard", tag = "experiments",
+    params(("id" = i64, Path, description = "experiment id"), LeaderboardParams),
+    responses(
+        (status = 200, body = Leaderboard),
+        (status = 400, description = "a bad sort, order, phase, limit or parameter filter", body = ErrorBody),
+        (status = 404, description = "no such experiment", body = ErrorBody),
+    ))]
 async fn leaderboard(
     State(store): State<Arc<Store>>,
     Path(id): Path<i64>,
@@ -255,6 +471,12 @@ async fn leaderboard(
 
 /// The workload's analysis of an experiment's results (stability: LR sensitivity per
 /// configuration, its spread over seeds, the best and largest stable LR, attention logits by LR).
+#[utoipa::path(get, path = "/api/v1/experiments/{id}/analysis", tag = "experiments",
+    params(("id" = i64, Path, description = "experiment id")),
+    responses(
+        (status = 200, body = Object),
+        (status = 404, description = "no such experiment", body = ErrorBody),
+    ))]
 async fn analysis(
     State(store): State<Arc<Store>>,
     Path(id): Path<i64>,
@@ -272,6 +494,60 @@ async fn analysis(
     })))
 }
 
+/// Live updates of one experiment as server-sent events (`experiment`, `trial`, `metrics`; see
+/// [`Event`]); `lagged` when this client fell behind and should re-read.
+#[utoipa::path(get, path = "/api/v1/experiments/{id}/events", tag = "events",
+    params(("id" = i64, Path, description = "experiment id")),
+    responses(
+        (status = 200, description = "a stream of events, each an Event as JSON", content_type = "text/event-stream", body = String),
+        (status = 404, description = "no such experiment", body = ErrorBody),
+    ))]
+async fn experiment_events(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    store.experiment(id).await?;
+    Ok(sse(store.events().subscribe(), Some(id)))
+}
+
+/// Live updates of every experiment as server-sent events.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events",
+    responses(
+        (status = 200, description = "a stream of events, each an Event as JSON", content_type = "text/event-stream", body = String),
+    ))]
+async fn all_events(State(store): State<Arc<Store>>) -> Response {
+    sse(store.events().subscribe(), None)
+}
+
+fn sse(rx: tokio::sync::broadcast::Receiver<Event>, only: Option<i64>) -> Response {
+    use tokio::sync::broadcast::error::RecvError;
+    let stream = futures_util::stream::unfold(rx, move |mut rx| async move {
+        loop {
+            let ev = match rx.recv().await {
+                Ok(e) if only.is_some_and(|id| e.experiment_id() != id) => continue,
+                Ok(e) => SseEvent::default()
+                    .event(e.name())
+                    .json_data(&e)
+                    .unwrap_or_else(|_| SseEvent::default().event("lagged").data("{}")),
+                Err(RecvError::Lagged(n)) => SseEvent::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{n}}}")),
+                Err(RecvError::Closed) => return None,
+            };
+            return Some((Ok::<_, std::convert::Infallible>(ev), rx));
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/trials/{id}", tag = "trials",
+    params(("id" = i64, Path, description = "trial id")),
+    responses(
+        (status = 200, body = TrialDto),
+        (status = 404, description = "no such trial", body = ErrorBody),
+    ))]
 async fn get_trial(
     State(store): State<Arc<Store>>,
     Path(id): Path<i64>,
@@ -279,13 +555,22 @@ async fn get_trial(
     Ok(Json(store.trial(id).await?))
 }
 
+/// A worker or executor reports the trial's phase. A finished trial cannot move again.
+#[utoipa::path(post, path = "/api/v1/trials/{id}/state", tag = "trials",
+    params(("id" = i64, Path, description = "trial id")),
+    request_body = TrialStateUpdate,
+    responses(
+        (status = 200, body = TrialDto),
+        (status = 404, description = "no such trial", body = ErrorBody),
+        (status = 409, description = "the trial is already finished", body = ErrorBody),
+        (status = 422, description = "not a state update", body = ErrorBody),
+    ))]
 async fn set_trial_state(
     State(store): State<Arc<Store>>,
     Path(id): Path<i64>,
     body: Result<Json<TrialStateUpdate>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
-    let Json(u) =
-        body.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
+    let Json(u) = body.map_err(body_error)?;
     Ok(Json(
         store
             .set_trial_state(id, u.phase, u.attempts, u.message.as_deref())
@@ -293,29 +578,58 @@ async fn set_trial_state(
     ))
 }
 
-async fn ingest(
-    State(store): State<Arc<Store>>,
-    Path(id): Path<i64>,
-    body: Result<Json<MetricBatch>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<impl IntoResponse> {
-    let Json(batch) = body.map_err(|e| match e {
+/// A JSON body that could not be read: 413 when over the size limit, 422 otherwise.
+fn body_error(e: axum::extract::rejection::JsonRejection) -> ApiError {
+    match e {
         axum::extract::rejection::JsonRejection::BytesRejection(b) => {
             ApiError::new(b.status(), b.body_text())
         }
         other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.body_text()),
-    })?;
+    }
+}
+
+/// A batch of points. Idempotent on `(trial, name, step)`: a point sent again is acknowledged and
+/// changes nothing. NaN and ±inf are stored as such (as the strings "NaN", "Infinity").
+#[utoipa::path(post, path = "/api/v1/trials/{id}/metrics", tag = "trials",
+    params(("id" = i64, Path, description = "trial id")),
+    request_body = MetricBatch,
+    responses(
+        (status = 200, body = IngestResult),
+        (status = 404, description = "no such trial", body = ErrorBody),
+        (status = 413, description = "the batch is over the size limit (8 MiB)", body = ErrorBody),
+        (status = 422, description = "a bad point (name, step) or not a batch", body = ErrorBody),
+    ))]
+async fn ingest(
+    State(store): State<Arc<Store>>,
+    State(t): State<Arc<Telemetry>>,
+    Path(id): Path<i64>,
+    body: Result<Json<MetricBatch>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Json(batch) = body.map_err(body_error)?;
     let accepted = store.ingest(id, &batch.points).await?;
+    t.ingested(accepted);
     Ok(Json(IngestResult { accepted }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
 struct HistoryQuery {
+    /// The metric, e.g. `train/loss`.
     name: String,
     /// Downsample to about this many points (min and max per bucket, first and last kept).
-    max_points: Option<usize>,
+    #[param(minimum = 0, maximum = 1000000)]
+    max_points: Option<u32>,
 }
 
+/// One metric's points in step order, downsampled on request.
+#[utoipa::path(get, path = "/api/v1/trials/{id}/metrics", tag = "trials",
+    params(("id" = i64, Path, description = "trial id"), HistoryQuery),
+    responses(
+        (status = 200, body = Vec<MetricPoint>),
+        (status = 400, description = "no metric name given", body = ErrorBody),
+        (status = 404, description = "no such trial", body = ErrorBody),
+    ))]
 async fn metric_history(
     State(store): State<Arc<Store>>,
     Path(id): Path<i64>,
@@ -327,10 +641,16 @@ async fn metric_history(
             "give the metric as ?name=train/loss (and optionally &maxPoints=N)",
         )
     })?;
+    if q.max_points.is_some_and(|n| n > MAX_HISTORY_POINTS) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("maxPoints is at most {MAX_HISTORY_POINTS}"),
+        ));
+    }
     store.trial(id).await?;
     let points = store.metric_history(id, &q.name).await?;
     Ok(Json(match q.max_points {
-        Some(n) => orrery_core::downsample::min_max(&points, n),
+        Some(n) => orrery_core::downsample::min_max(&points, n as usize),
         None => points,
     }))
 }

@@ -21,6 +21,7 @@ use orrery_core::spec::{Goal, TrialConfig};
 use orrery_core::LoadedSpec;
 
 use crate::entities::{experiment, metric, summary, trial};
+use crate::events::{Bus, Event};
 use crate::migration::Migrator;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,8 @@ pub struct Store {
     db: DatabaseConnection,
     /// SQLite allows one writer; serialising writes here turns "database is locked" into a short wait.
     write: tokio::sync::Mutex<()>,
+    /// Committed changes, announced for live pages (`crate::events`).
+    events: Bus,
 }
 
 fn parse_phase<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T> {
@@ -73,6 +76,7 @@ impl Store {
         Ok(Store {
             db,
             write: tokio::sync::Mutex::new(()),
+            events: Bus::default(),
         })
     }
 
@@ -88,6 +92,11 @@ impl Store {
 
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Where committed changes are announced.
+    pub fn events(&self) -> &Bus {
+        &self.events
     }
 
     /// Stores a validated spec and its trials, all or nothing.
@@ -161,6 +170,10 @@ impl Store {
                 .await?;
         }
         txn.commit().await?;
+        self.events.publish(Event::Experiment {
+            experiment_id: exp.id,
+            phase: ExperimentPhase::Pending,
+        });
         Ok((self.experiment(exp.id).await?, true))
     }
 
@@ -274,6 +287,10 @@ impl Store {
             }
             a.update(&self.db).await?;
         }
+        self.events.publish(Event::Experiment {
+            experiment_id: id,
+            phase,
+        });
         self.experiment(id).await
     }
 
@@ -349,7 +366,13 @@ impl Store {
         if phase.is_terminal() {
             a.finished_at = Set(Some(now));
         }
-        Self::trial_dto(a.update(&self.db).await?)
+        let t = Self::trial_dto(a.update(&self.db).await?)?;
+        self.events.publish(Event::Trial {
+            experiment_id: t.experiment_id,
+            trial_id: id,
+            phase,
+        });
+        Ok(t)
     }
 
     /// Mints a new worker token for a trial, replacing any earlier one, and returns it: the only
@@ -388,10 +411,11 @@ impl Store {
                 )));
             }
         }
-        trial::Entity::find_by_id(trial_id)
+        let experiment_id = trial::Entity::find_by_id(trial_id)
             .one(&self.db)
             .await?
-            .ok_or_else(|| StoreError::NotFound(format!("trial {trial_id}")))?;
+            .ok_or_else(|| StoreError::NotFound(format!("trial {trial_id}")))?
+            .experiment_id;
         // Group by name; within a batch the first point for a key wins, as it would across batches.
         let mut by_name: BTreeMap<&str, BTreeMap<i64, &MetricPoint>> = BTreeMap::new();
         for p in points {
@@ -412,6 +436,8 @@ impl Store {
             .into_iter()
             .map(|s| (s.name.clone(), s))
             .collect();
+        let mut grew = Vec::new();
+        let mut last_step = i64::MIN;
         for (name, pts) in &by_name {
             // Points already stored are left alone and must not reach the summary either: find
             // them first (writes are serialised above, so nothing slips in between).
@@ -459,6 +485,8 @@ impl Store {
             if inserted == 0 {
                 continue;
             }
+            grew.push(name.to_string());
+            last_step = last_step.max(new.iter().map(|p| p.step).max().unwrap_or(i64::MIN));
             let merged = merge_summary(
                 trial_id,
                 name,
@@ -484,6 +512,14 @@ impl Store {
                 .await?;
         }
         txn.commit().await?;
+        if !grew.is_empty() {
+            self.events.publish(Event::Metrics {
+                experiment_id,
+                trial_id,
+                names: grew,
+                last_step,
+            });
+        }
         Ok(points.len())
     }
 

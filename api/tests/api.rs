@@ -1,6 +1,6 @@
 //! The API over real HTTP against a real SQLite file and a real PostgreSQL server (each test runs on
 //! both): spec submission, idempotent ingest, summaries, non-finite values, state transitions and
-//! the error statuses.
+//! the error statuses; live events, `/metrics` and `/openapi.json`.
 
 mod support;
 
@@ -15,6 +15,7 @@ on_both_databases!(
     registration_is_idempotent_and_phases_are_reported,
     analysis_of_an_lr_sweep,
     long_history_is_downsampled_keeping_extremes,
+    live_events_metrics_and_error_shape,
 );
 
 const SPEC: &str = "apiVersion: orrery.dev/v1alpha1\nkind: Experiment\nmetadata: {name: api-test}\nspec:\n  workload: stability\n  search:\n    space:\n      training.lr: {values: [1.0e-3, 1.0e-2]}\n";
@@ -349,6 +350,128 @@ async fn long_history_is_downsampled_keeping_extremes(db: Db) {
         assert!(few.iter().any(|p| p["value"] == 99.0), "the spike survives");
         let (st, _) = call("GET", &format!("{url}&maxPoints=lots"), None);
         assert_eq!(st, 400);
+    })
+    .await
+    .unwrap();
+}
+
+/// The next SSE event (`event:` name and `data:` JSON) from a stream, skipping keep-alives.
+fn next_event(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> (String, Value) {
+    let (mut name, mut data) = (String::new(), String::new());
+    for line in lines {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("event: ") {
+            name = n.to_string();
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            data.push_str(d);
+        } else if line.is_empty() && !name.is_empty() {
+            return (name, serde_json::from_str(&data).unwrap());
+        }
+    }
+    panic!("the event stream ended");
+}
+
+async fn live_events_metrics_and_error_shape(db: Db) {
+    use std::io::BufRead;
+    let s = start(db).await;
+    let base = s.base.clone();
+    tokio::task::spawn_blocking(move || {
+        let (_, exp) = call("POST", &format!("{base}/api/v1/experiments"), Some(SPEC));
+        let (_, other) = call("POST", &format!("{base}/api/v1/experiments"), Some(SPEC));
+        let (_, trials) = call(
+            "GET",
+            &format!("{base}/api/v1/experiments/{}/trials", exp["id"]),
+            None,
+        );
+        let trial = trials[0]["id"].as_i64().unwrap();
+        let (_, other_trials) = call(
+            "GET",
+            &format!("{base}/api/v1/experiments/{}/trials", other["id"]),
+            None,
+        );
+
+        // A stream of one experiment's events: another experiment's changes do not reach it.
+        let stream = ureq::get(&format!(
+            "{base}/api/v1/experiments/{}/events",
+            exp["id"]
+        ))
+        .call()
+        .unwrap();
+        assert_eq!(stream.content_type(), "text/event-stream");
+        let mut lines = std::io::BufReader::new(stream.into_reader()).lines();
+        let (st, _) = call(
+            "POST",
+            &format!("{base}/api/v1/trials/{}/state", other_trials[0]["id"]),
+            Some(r#"{"phase":"Running"}"#),
+        );
+        assert_eq!(st, 200);
+        call(
+            "POST",
+            &format!("{base}/api/v1/trials/{trial}/state"),
+            Some(r#"{"phase":"Running"}"#),
+        );
+        let (name, ev) = next_event(&mut lines);
+        assert_eq!(name, "trial");
+        assert_eq!(
+            ev,
+            json!({"kind": "trial", "experiment_id": exp["id"], "trial_id": trial, "phase": "Running"})
+        );
+        let batch = r#"{"points":[{"name":"train/loss","step":3,"value":2.5,"wall_time":1.0},
+                                  {"name":"eval/loss","step":3,"value":2.6,"wall_time":1.0}]}"#;
+        call("POST", &format!("{base}/api/v1/trials/{trial}/metrics"), Some(batch));
+        let (name, ev) = next_event(&mut lines);
+        assert_eq!(name, "metrics");
+        assert_eq!(ev["names"], json!(["eval/loss", "train/loss"]));
+        assert_eq!(ev["last_step"], 3);
+        // The same batch again stores nothing, so it announces nothing: the next event is the
+        // experiment's phase change.
+        call("POST", &format!("{base}/api/v1/trials/{trial}/metrics"), Some(batch));
+        call(
+            "POST",
+            &format!("{base}/api/v1/experiments/{}/state", exp["id"]),
+            Some(r#"{"phase":"Cancelled"}"#),
+        );
+        let (name, ev) = next_event(&mut lines);
+        assert_eq!((name.as_str(), &ev["phase"]), ("experiment", &json!("Cancelled")));
+
+        // /metrics: requests by route template, points ingested, the open stream.
+        let text = ureq::get(&format!("{base}/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        assert!(
+            text.contains(
+                "orrery_http_requests_total{method=\"POST\",route=\"/api/v1/trials/{id}/metrics\",status=\"200\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("orrery_metric_points_ingested_total 4"), "{text}");
+        assert!(text.contains("orrery_event_subscribers 1"), "{text}");
+
+        // Errors axum writes itself come back as the JSON error body too.
+        for (method, path, status) in [
+            ("GET", "/api/v1/trials/abc", 400),
+            ("GET", "/api/v1/experiments/1/leaderboard?limit=-1", 400),
+            ("DELETE", "/api/v1/trials/1/metrics", 405),
+            ("GET", "/api/v1/nothing-here", 404),
+        ] {
+            let (st, body) = call(method, &format!("{base}{path}"), None);
+            assert_eq!(st, status, "{method} {path}: {body}");
+            assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{path}: {body}");
+        }
+
+        // The OpenAPI description lists the routes the router serves.
+        let (st, doc) = call("GET", &format!("{base}/openapi.json"), None);
+        assert_eq!(st, 200);
+        assert_eq!(doc["openapi"], "3.1.0");
+        for path in [
+            "/api/v1/experiments",
+            "/api/v1/trials/{id}/metrics",
+            "/api/v1/experiments/{id}/events",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path} not described");
+        }
     })
     .await
     .unwrap();

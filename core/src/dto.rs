@@ -61,6 +61,34 @@ pub mod float {
     }
 }
 
+/// The OpenAPI schema of a float that may be `NaN` or infinite (see [`float`]).
+pub fn float_schema() -> utoipa::openapi::schema::Schema {
+    float_one_of(false)
+}
+
+/// [`float_schema`] or `null`.
+pub fn optional_float_schema() -> utoipa::openapi::schema::Schema {
+    float_one_of(true)
+}
+
+fn float_one_of(nullable: bool) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    let one_of = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["NaN", "Infinity", "-Infinity"])),
+        )
+        .description(Some("a number, or NaN, Infinity, -Infinity as a string"));
+    let one_of = if nullable {
+        one_of.item(ObjectBuilder::new().schema_type(Type::Null))
+    } else {
+        one_of
+    };
+    utoipa::openapi::schema::Schema::OneOf(one_of.build())
+}
+
 /// A metric value for people: four decimals, `NaN`/`inf` spelled out, `—` for none.
 pub fn fmt_value(v: Option<f64>) -> String {
     match v {
@@ -71,29 +99,38 @@ pub fn fmt_value(v: Option<f64>) -> String {
 }
 
 /// One metric point. `(trial, name, step)` is unique: sending it again changes nothing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetricPoint {
+    /// `crate::metrics::check_name`: 1–200 bytes, `/`-separated segments of letters, digits
+    /// and `_-.:`.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[A-Za-z0-9_.:-]+(/[A-Za-z0-9_.:-]+)*$"
+    )]
     pub name: String,
+    #[schema(minimum = 0)]
     pub step: i64,
     #[serde(with = "float")]
+    #[schema(schema_with = float_schema)]
     pub value: f64,
     /// Seconds since the Unix epoch when the worker measured it.
     pub wall_time: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub struct MetricBatch {
     pub points: Vec<MetricPoint>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IngestResult {
     /// Points in the batch (new or already stored: both are acknowledged).
     pub accepted: usize,
 }
 
 /// `POST /api/v1/experiments/{id}/state`: an executor (the operator) reports the experiment's phase.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExperimentStateUpdate {
     pub phase: ExperimentPhase,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,7 +140,7 @@ pub struct ExperimentStateUpdate {
 }
 
 /// A trial state transition reported to the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrialStateUpdate {
     pub phase: TrialPhase,
     #[serde(default)]
@@ -112,7 +149,7 @@ pub struct TrialStateUpdate {
     pub message: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExperimentDto {
     pub id: i64,
     pub name: String,
@@ -126,7 +163,7 @@ pub struct ExperimentDto {
     pub finished_at: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrialDto {
     pub id: i64,
     pub experiment_id: i64,
@@ -135,6 +172,8 @@ pub struct TrialDto {
     pub attempts: u32,
     /// The swept values of this trial.
     pub params: BTreeMap<String, Value>,
+    /// The trial's whole configuration (the spec's sections with its sweep values applied).
+    #[schema(value_type = Object)]
     pub config: TrialConfig,
     pub message: Option<String>,
     pub started_at: Option<String>,
@@ -142,22 +181,26 @@ pub struct TrialDto {
 }
 
 /// First, last, best and count of one metric of one trial, kept on ingest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Summary {
     pub count: i64,
     pub first_step: i64,
     #[serde(with = "float::option")]
+    #[schema(schema_with = optional_float_schema)]
     pub first: Option<f64>,
     pub last_step: i64,
     #[serde(with = "float::option")]
+    #[schema(schema_with = optional_float_schema)]
     pub last: Option<f64>,
     #[serde(with = "float::option")]
+    #[schema(schema_with = optional_float_schema)]
     pub min: Option<f64>,
     #[serde(with = "float::option")]
+    #[schema(schema_with = optional_float_schema)]
     pub max: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaderboardRow {
     /// 1 for the best trial; trials without an objective value come last, unranked.
     pub rank: Option<u32>,
@@ -167,11 +210,12 @@ pub struct LeaderboardRow {
     pub params: BTreeMap<String, Value>,
     /// The objective metric's final value.
     #[serde(with = "float::option")]
+    #[schema(schema_with = optional_float_schema)]
     pub objective: Option<f64>,
     pub summaries: BTreeMap<String, Summary>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Leaderboard {
     pub experiment: ExperimentDto,
     pub rows: Vec<LeaderboardRow>,
@@ -190,7 +234,7 @@ impl Leaderboard {
 }
 
 /// An error body: every 4xx/5xx answer carries one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: String,
     /// Spec problems, one line each, when the error is a rejected spec.

@@ -35,9 +35,12 @@ impl Query {
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Query, String> {
         let mut q = Query::default();
+        // Bounded like a signed 64-bit integer, as the OpenAPI description says.
         let number = |k: &str, v: &str| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{k} must be a non-negative integer (got \"{v}\")"))
+            v.parse::<i64>()
+                .ok()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| format!("{k} must be a non-negative integer (got \"{v}\")"))
         };
         for (k, v) in pairs {
             match k {
