@@ -35,7 +35,7 @@ pub mod experiment {
 pub mod trial {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "trials")]
     pub struct Model {
         #[sea_orm(primary_key)]
@@ -54,6 +54,10 @@ pub mod trial {
         pub finished_at: Option<String>,
         /// SHA-256 (hex) of the worker token, once one is minted.
         pub token_hash: Option<String>,
+        /// The trial's place in the ranking: its final objective value, negated when the goal is
+        /// to maximise (lower is better either way), NULL when the trial is not ranked. Kept by
+        /// the store (`store::SET_SCORE`) so a page of a 100,000-trial leaderboard is an index scan.
+        pub score: Option<f64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,6 +1,7 @@
 //! Orrery's API server: the system of record for experiments, trials and metrics.
 //!
 //! - [`store`]: every database read and write (sea-orm; SQLite or PostgreSQL);
+//! - [`ranking`]: leaderboard pages as SQL;
 //! - [`routes`]: the axum router (`/api/v1/...`, the HTML pages);
 //! - [`auth`]: who may call what (admin, worker and read tokens);
 //! - [`openapi`]: the OpenAPI description's shared parts (`/openapi.json`);
@@ -13,6 +14,7 @@ pub mod events;
 pub mod html;
 pub mod migration;
 pub mod openapi;
+pub mod ranking;
 pub mod routes;
 pub mod store;
 pub mod telemetry;

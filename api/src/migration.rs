@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001Init),
             Box::new(M0002ExternalId),
             Box::new(M0003TrialToken),
+            Box::new(M0004TrialScore),
         ]
     }
 }
@@ -256,5 +257,62 @@ impl MigrationTrait for M0003TrialToken {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         drop_indexed_column(m, "trials", "token_hash", "trials_token_hash").await
+    }
+}
+
+/// `trials.score` (see the entity) with the index that serves leaderboard pages and ranks, and an
+/// index on `(experiment_id, phase)` for the per-phase counts; existing trials are scored.
+struct M0004TrialScore;
+
+impl MigrationName for M0004TrialScore {
+    fn name(&self) -> &str {
+        "m0004_trial_score"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0004TrialScore {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(Alias::new("trials"))
+                .add_column(dbl_null("score"))
+                .to_owned(),
+        )
+        .await?;
+        for (name, cols) in [
+            ("trials_score", ["experiment_id", "score", "trial_index"]),
+            ("trials_phase", ["experiment_id", "phase", "trial_index"]),
+        ] {
+            let mut idx = Index::create();
+            idx.name(name).table(Alias::new("trials"));
+            for c in cols {
+                idx.col(Alias::new(c));
+            }
+            m.create_index(idx.to_owned()).await?;
+        }
+        m.get_connection()
+            .execute_unprepared(crate::ranking::SET_SCORE)
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for name in ["trials_score", "trials_phase"] {
+            m.drop_index(
+                Index::drop()
+                    .name(name)
+                    .table(Alias::new("trials"))
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.alter_table(
+            Table::alter()
+                .table(Alias::new("trials"))
+                .drop_column(Alias::new("score"))
+                .to_owned(),
+        )
+        .await
     }
 }

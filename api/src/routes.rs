@@ -463,10 +463,10 @@ async fn leaderboard(
         pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     )
     .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
-    let board = store.leaderboard(id).await?;
-    let view = orrery_core::leaderboard::apply(board, &query)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
-    Ok(Json(view))
+    match store.leaderboard_view(id, &query).await {
+        Err(StoreError::Invalid(e)) => Err(ApiError::new(StatusCode::BAD_REQUEST, e)),
+        other => Ok(Json(other?)),
+    }
 }
 
 /// The workload's analysis of an experiment's results (stability: LR sensitivity per

@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DbErr, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait, TryInsertResult,
 };
 use sea_orm_migration::MigratorTrait;
 use serde_json::Value;
@@ -23,6 +23,7 @@ use orrery_core::LoadedSpec;
 use crate::entities::{experiment, metric, summary, trial};
 use crate::events::{Bus, Event};
 use crate::migration::Migrator;
+use crate::ranking::{Sql, SET_SCORE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -177,19 +178,21 @@ impl Store {
         Ok((self.experiment(exp.id).await?, true))
     }
 
+    /// Trials per phase, counted by the database (`trials_phase` index).
     async fn counts(&self, experiment_id: i64) -> Result<Counts> {
-        let phases: Vec<String> = trial::Entity::find()
-            .filter(trial::Column::ExperimentId.eq(experiment_id))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|t| t.phase)
-            .collect();
-        let parsed: Vec<TrialPhase> = phases
-            .iter()
-            .map(|p| parse_phase(p))
-            .collect::<Result<_>>()?;
-        Ok(Counts::of(&parsed))
+        let mut sql = Sql::new(
+            self.db.get_database_backend(),
+            "SELECT phase, COUNT(*) AS n FROM trials WHERE experiment_id = ",
+        );
+        let e = sql.bind(experiment_id);
+        sql.push(&e).push(" GROUP BY phase");
+        let mut phases = Vec::new();
+        for row in self.db.query_all(sql.statement()).await? {
+            let phase: TrialPhase = parse_phase(&row.try_get::<String>("", "phase")?)?;
+            let n: i64 = row.try_get("", "n")?;
+            phases.extend(std::iter::repeat_n(phase, n.max(0) as usize));
+        }
+        Ok(Counts::of(&phases))
     }
 
     async fn experiment_dto(&self, m: experiment::Model) -> Result<ExperimentDto> {
@@ -366,7 +369,11 @@ impl Store {
         if phase.is_terminal() {
             a.finished_at = Set(Some(now));
         }
-        let t = Self::trial_dto(a.update(&self.db).await?)?;
+        let txn = self.db.begin().await?;
+        let updated = a.update(&txn).await?;
+        self.rescore(&txn, id).await?;
+        txn.commit().await?;
+        let t = Self::trial_dto(updated)?;
         self.events.publish(Event::Trial {
             experiment_id: t.experiment_id,
             trial_id: id,
@@ -416,6 +423,11 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("trial {trial_id}")))?
             .experiment_id;
+        let objective = experiment::Entity::find_by_id(experiment_id)
+            .one(&self.db)
+            .await?
+            .map(|e| e.objective_metric)
+            .unwrap_or_default();
         // Group by name; within a batch the first point for a key wins, as it would across batches.
         let mut by_name: BTreeMap<&str, BTreeMap<i64, &MetricPoint>> = BTreeMap::new();
         for p in points {
@@ -425,41 +437,19 @@ impl Store {
                 .entry(p.step)
                 .or_insert(p);
         }
-        let _w = self.write.lock().await;
+        // SQLite has one writer: queue here rather than on "database is locked". PostgreSQL
+        // ingests in parallel, and several API replicas may write the same trial: the database
+        // itself says which rows were new and merges the summary (below), so no lock is needed.
+        let _w = match self.db.get_database_backend() {
+            sea_orm::DatabaseBackend::Sqlite => Some(self.write.lock().await),
+            _ => None,
+        };
         let txn = self.db.begin().await?;
-        let names: Vec<String> = by_name.keys().map(|s| s.to_string()).collect();
-        let existing: HashMap<String, summary::Model> = summary::Entity::find()
-            .filter(summary::Column::TrialId.eq(trial_id))
-            .filter(summary::Column::Name.is_in(names))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|s| (s.name.clone(), s))
-            .collect();
         let mut grew = Vec::new();
         let mut last_step = i64::MIN;
         for (name, pts) in &by_name {
-            // Points already stored are left alone and must not reach the summary either: find
-            // them first (writes are serialised above, so nothing slips in between).
-            let steps: Vec<i64> = pts.keys().copied().collect();
-            let mut stored = std::collections::HashSet::new();
-            for chunk in steps.chunks(INSERT_CHUNK) {
-                let found = metric::Entity::find()
-                    .filter(metric::Column::TrialId.eq(trial_id))
-                    .filter(metric::Column::Name.eq(*name))
-                    .filter(metric::Column::Step.is_in(chunk.to_vec()))
-                    .all(&txn)
-                    .await?;
-                stored.extend(found.into_iter().map(|m| m.step));
-            }
-            let new: Vec<&MetricPoint> = pts
+            let rows: Vec<metric::ActiveModel> = pts
                 .values()
-                .copied()
-                .filter(|p| !stored.contains(&p.step))
-                .collect();
-            let mut inserted = 0u64;
-            let rows: Vec<metric::ActiveModel> = new
-                .iter()
                 .map(|p| metric::ActiveModel {
                     trial_id: Set(trial_id),
                     name: Set(p.name.clone()),
@@ -468,8 +458,11 @@ impl Store {
                     wall_time: Set(p.wall_time),
                 })
                 .collect();
+            // Points already stored are left alone (ON CONFLICT DO NOTHING) and must not reach
+            // the summary: RETURNING gives the keys of the rows this statement inserted.
+            let mut new_steps = std::collections::HashSet::new();
             for chunk in rows.chunks(INSERT_CHUNK) {
-                inserted += metric::Entity::insert_many(chunk.to_vec())
+                let res = metric::Entity::insert_many(chunk.to_vec())
                     .on_conflict(
                         OnConflict::columns([
                             metric::Column::TrialId,
@@ -479,37 +472,30 @@ impl Store {
                         .do_nothing()
                         .to_owned(),
                     )
-                    .exec_without_returning(&txn)
+                    .do_nothing()
+                    .exec_with_returning_keys(&txn)
                     .await?;
+                if let TryInsertResult::Inserted(keys) = res {
+                    new_steps.extend(keys.into_iter().map(|(_, _, step)| step));
+                }
             }
-            if inserted == 0 {
+            if new_steps.is_empty() {
                 continue;
             }
+            let new: Vec<&MetricPoint> = pts
+                .values()
+                .copied()
+                .filter(|p| new_steps.contains(&p.step))
+                .collect();
             grew.push(name.to_string());
             last_step = last_step.max(new.iter().map(|p| p.step).max().unwrap_or(i64::MIN));
-            let merged = merge_summary(
-                trial_id,
-                name,
-                existing.get(*name),
-                new.into_iter(),
-                inserted as i64,
-            );
-            summary::Entity::insert(merged)
-                .on_conflict(
-                    OnConflict::columns([summary::Column::TrialId, summary::Column::Name])
-                        .update_columns([
-                            summary::Column::Count,
-                            summary::Column::FirstStep,
-                            summary::Column::FirstValue,
-                            summary::Column::LastStep,
-                            summary::Column::LastValue,
-                            summary::Column::MinValue,
-                            summary::Column::MaxValue,
-                        ])
-                        .to_owned(),
-                )
+            summary::Entity::insert(summary_of(trial_id, name, new.into_iter()))
+                .on_conflict(merge_summaries())
                 .exec_without_returning(&txn)
                 .await?;
+        }
+        if grew.contains(&objective) {
+            self.rescore(&txn, trial_id).await?;
         }
         txn.commit().await?;
         if !grew.is_empty() {
@@ -626,6 +612,117 @@ impl Store {
         })
     }
 
+    /// Recomputes one trial's `score` (its place in the ranking) after its phase or objective
+    /// changed.
+    async fn rescore(&self, conn: &impl ConnectionTrait, trial_id: i64) -> Result<()> {
+        let mut sql = Sql::new(conn.get_database_backend(), SET_SCORE);
+        let id = sql.bind(trial_id);
+        sql.push(" WHERE id = ").push(&id);
+        conn.execute(sql.statement()).await?;
+        Ok(())
+    }
+
+    /// Recomputes every trial's `score` in an experiment (after rows were written around the
+    /// store, as the benchmarks' seeding does).
+    pub async fn rescore_experiment(&self, experiment_id: i64) -> Result<()> {
+        let mut sql = Sql::new(self.db.get_database_backend(), SET_SCORE);
+        let id = sql.bind(experiment_id);
+        sql.push(" WHERE experiment_id = ").push(&id);
+        self.db.execute(sql.statement()).await?;
+        Ok(())
+    }
+
+    /// One page of the leaderboard as `q` asks for it, computed by the database
+    /// (`crate::ranking`): the same rows, order, ranks and total as
+    /// `orrery_core::leaderboard::apply` on [`Store::leaderboard`], without loading every trial.
+    /// `Err(Invalid)` for a query that makes no sense (the API answers 400).
+    pub async fn leaderboard_view(
+        &self,
+        experiment_id: i64,
+        q: &orrery_core::leaderboard::Query,
+    ) -> Result<Leaderboard> {
+        let experiment = self.experiment(experiment_id).await?;
+        let view = q.view(experiment.goal).map_err(StoreError::Invalid)?;
+        let backend = self.db.get_database_backend();
+        let rows = self
+            .db
+            .query_all(crate::ranking::page(
+                backend,
+                experiment_id,
+                experiment.goal,
+                &view,
+            ))
+            .await?;
+        let filtered = view.phase.is_some() || !view.params.is_empty();
+        let total = if filtered {
+            let row = self
+                .db
+                .query_one(crate::ranking::count(backend, experiment_id, &view))
+                .await?;
+            row.map(|r| r.try_get::<i64>("", "n"))
+                .transpose()?
+                .unwrap_or(0) as usize
+        } else {
+            experiment.counts.total as usize
+        };
+        let mut page = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: i64 = r.try_get("", "id")?;
+            let index: i64 = r.try_get("", "trial_index")?;
+            let phase: TrialPhase = parse_phase(&r.try_get::<String>("", "phase")?)?;
+            let params: BTreeMap<String, Value> =
+                serde_json::from_str(&r.try_get::<String>("", "params_json")?)
+                    .map_err(|e| StoreError::Invalid(format!("trial {id}: stored params: {e}")))?;
+            let score: Option<f64> = r.try_get("", "score")?;
+            page.push((id, index, phase, params, score));
+        }
+        let ids: Vec<i64> = page.iter().map(|p| p.0).collect();
+        let mut summaries = self.summaries(&ids).await?;
+        let mut out = Vec::with_capacity(page.len());
+        // Consecutive ranked rows of the unfiltered best-first order have consecutive ranks:
+        // one count finds the first, the rest follow.
+        let best_first = view.key == orrery_core::leaderboard::Key::Objective
+            && view.desc == (experiment.goal == Goal::Maximize)
+            && !filtered;
+        let mut next_rank: Option<u32> = None;
+        for (id, index, phase, params, score) in page {
+            let rank = match score {
+                None => None,
+                Some(_) if best_first && next_rank.is_some() => next_rank,
+                Some(s) => {
+                    let row = self
+                        .db
+                        .query_one(crate::ranking::ahead_of(backend, experiment_id, s, index))
+                        .await?;
+                    let ahead = row
+                        .map(|r| r.try_get::<i64>("", "n"))
+                        .transpose()?
+                        .unwrap_or(0);
+                    Some(ahead as u32 + 1)
+                }
+            };
+            next_rank = rank.map(|r| r + 1);
+            let summaries = summaries.remove(&id).unwrap_or_default();
+            let objective = summaries
+                .get(&experiment.objective_metric)
+                .and_then(|s| s.last);
+            out.push(LeaderboardRow {
+                rank,
+                trial_id: id,
+                index,
+                phase,
+                params,
+                objective,
+                summaries,
+            });
+        }
+        Ok(Leaderboard {
+            experiment,
+            rows: out,
+            total,
+        })
+    }
+
     /// Number of stored points of a trial (tests and diagnostics).
     pub async fn count_points(&self, trial_id: i64) -> Result<u64> {
         use sea_orm::PaginatorTrait;
@@ -648,14 +745,13 @@ fn stored_value(v: f64) -> Option<f64> {
     (!v.is_nan()).then_some(v)
 }
 
-fn merge_summary<'a>(
+/// The summary of a trial's new points of one metric; [`merge_summaries`] adds it to the stored one.
+fn summary_of<'a>(
     trial_id: i64,
     name: &str,
-    old: Option<&summary::Model>,
     points: impl Iterator<Item = &'a MetricPoint>,
-    inserted: i64,
 ) -> summary::ActiveModel {
-    let mut s = old.cloned().unwrap_or(summary::Model {
+    let mut s = summary::Model {
         trial_id,
         name: name.to_string(),
         count: 0,
@@ -665,9 +761,10 @@ fn merge_summary<'a>(
         last_value: None,
         min_value: None,
         max_value: None,
-    });
+    };
     for p in points {
         let v = stored_value(p.value);
+        s.count += 1;
         if p.step < s.first_step {
             s.first_step = p.step;
             s.first_value = v;
@@ -681,16 +778,36 @@ fn merge_summary<'a>(
             s.max_value = Some(s.max_value.map_or(x, |m| m.max(x)));
         }
     }
-    s.count += inserted;
-    summary::ActiveModel {
-        trial_id: Set(s.trial_id),
-        name: Set(s.name),
-        count: Set(s.count),
-        first_step: Set(s.first_step),
-        first_value: Set(s.first_value),
-        last_step: Set(s.last_step),
-        last_value: Set(s.last_value),
-        min_value: Set(s.min_value),
-        max_value: Set(s.max_value),
-    }
+    s.into()
+}
+
+/// Merges a new points' summary into the stored one inside the database, in one atomic upsert:
+/// counts add, the earlier first and the later last win, min and max ignore NULL (no finite
+/// value). New points never share a step with stored ones, so first/last never tie. The same SQL
+/// runs on SQLite and PostgreSQL (`excluded` is the proposed row on both).
+fn merge_summaries() -> OnConflict {
+    const T: &str = "metric_summaries";
+    let pick = |cond: &str, col: &str| {
+        Expr::cust(format!(
+            "CASE WHEN {cond} THEN excluded.{col} ELSE {T}.{col} END"
+        ))
+    };
+    let first = format!("excluded.first_step < {T}.first_step");
+    let last = format!("excluded.last_step > {T}.last_step");
+    let lower = format!("{T}.min_value IS NULL OR excluded.min_value < {T}.min_value");
+    let higher = format!("{T}.max_value IS NULL OR excluded.max_value > {T}.max_value");
+    OnConflict::columns([summary::Column::TrialId, summary::Column::Name])
+        .values([
+            (
+                summary::Column::Count,
+                Expr::cust(format!("{T}.count + excluded.count")),
+            ),
+            (summary::Column::FirstStep, pick(&first, "first_step")),
+            (summary::Column::FirstValue, pick(&first, "first_value")),
+            (summary::Column::LastStep, pick(&last, "last_step")),
+            (summary::Column::LastValue, pick(&last, "last_value")),
+            (summary::Column::MinValue, pick(&lower, "min_value")),
+            (summary::Column::MaxValue, pick(&higher, "max_value")),
+        ])
+        .to_owned()
 }

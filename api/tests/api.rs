@@ -16,6 +16,7 @@ on_both_databases!(
     analysis_of_an_lr_sweep,
     long_history_is_downsampled_keeping_extremes,
     live_events_metrics_and_error_shape,
+    concurrent_overlapping_batches_count_each_point_once,
 );
 
 const SPEC: &str = "apiVersion: orrery.dev/v1alpha1\nkind: Experiment\nmetadata: {name: api-test}\nspec:\n  workload: stability\n  search:\n    space:\n      training.lr: {values: [1.0e-3, 1.0e-2]}\n";
@@ -472,6 +473,68 @@ async fn live_events_metrics_and_error_shape(db: Db) {
         ] {
             assert!(doc["paths"][path].is_object(), "{path} not described");
         }
+    })
+    .await
+    .unwrap();
+}
+
+/// Eight writers send overlapping batches of the same trial at once (as retried workers or two API
+/// replicas would): every point is stored once and the summary — merged inside the database —
+/// counts each once, with the right first, last, min and max.
+async fn concurrent_overlapping_batches_count_each_point_once(db: Db) {
+    let s = start(db).await;
+    let base = s.base.clone();
+    tokio::task::spawn_blocking(move || {
+        let (_, exp) = call("POST", &format!("{base}/api/v1/experiments"), Some(SPEC));
+        let (_, trials) = call(
+            "GET",
+            &format!("{base}/api/v1/experiments/{}/trials", exp["id"]),
+            None,
+        );
+        let trial = trials[0]["id"].as_i64().unwrap();
+        let url = format!("{base}/api/v1/trials/{trial}/metrics");
+        // Writer w sends steps [50w, 50w + 200): each step is sent by up to four writers.
+        // Value at step k: 1000 - k, except a NaN at step 7 and the lowest value at step 123.
+        let value = |k: i64| match k {
+            7 => json!("NaN"),
+            123 => json!(-5.0),
+            k => json!(1000.0 - k as f64),
+        };
+        std::thread::scope(|sc| {
+            for w in 0..8i64 {
+                let (url, value) = (&url, &value);
+                sc.spawn(move || {
+                    for chunk in (50 * w..50 * w + 200).collect::<Vec<_>>().chunks(40) {
+                        let points: Vec<Value> = chunk
+                            .iter()
+                            .map(|&k| json!({"name": "eval/loss", "step": k, "value": value(k), "wall_time": 1.0}))
+                            .collect();
+                        let body = json!({ "points": points }).to_string();
+                        let r = support::request(Some(ADMIN), "POST", url, Some(&body));
+                        assert_eq!(r.status, 200, "{}", r.body);
+                    }
+                });
+            }
+        });
+        let (_, board) = call(
+            "GET",
+            &format!("{base}/api/v1/experiments/{}/leaderboard", exp["id"]),
+            None,
+        );
+        let row = board["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["trial_id"] == trial)
+            .unwrap();
+        let steps = 50 * 7 + 200; // 0..550
+        assert_eq!(
+            row["summaries"]["eval/loss"],
+            json!({"count": steps, "first_step": 0, "first": 1000.0, "last_step": steps - 1,
+                   "last": 1000.0 - (steps - 1) as f64, "min": -5.0, "max": 1000.0}),
+        );
+        let (_, history) = call("GET", &format!("{url}?name=eval/loss"), None);
+        assert_eq!(history.as_array().unwrap().len() as i64, steps);
     })
     .await
     .unwrap();

@@ -66,11 +66,69 @@ impl Query {
     }
 }
 
-enum Key<'a> {
+/// What a view is sorted by.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Key {
+    /// The objective's final value; only ranked trials compete, the others follow.
     Objective,
     Index,
-    Metric(&'a str),
-    Param(&'a str),
+    /// A metric's last value.
+    Metric(String),
+    /// A swept parameter: missing last, numbers before text.
+    Param(String),
+}
+
+/// A checked [`Query`]: what the view is, with defaults filled in. The store turns it into SQL;
+/// [`apply`] is the same view computed in memory, the reference the store is tested against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub key: Key,
+    pub desc: bool,
+    pub phase: Option<TrialPhase>,
+    pub params: BTreeMap<String, String>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+impl Query {
+    /// Checks the query against an experiment whose objective has `goal`.
+    pub fn view(&self, goal: crate::spec::Goal) -> Result<View, String> {
+        let phase = match &self.phase {
+            Some(p) => Some(p.parse::<TrialPhase>()?),
+            None => None,
+        };
+        let key = match self.sort.as_deref().unwrap_or("objective") {
+            "objective" => Key::Objective,
+            "index" => Key::Index,
+            s => match (s.strip_prefix("metric:"), s.strip_prefix("param:")) {
+                (Some(m), _) if !m.is_empty() => Key::Metric(m.into()),
+                (_, Some(p)) if !p.is_empty() => Key::Param(p.into()),
+                _ => {
+                    return Err(format!(
+                        "sort \"{s}\": use objective, index, metric:NAME or param:PATH"
+                    ))
+                }
+            },
+        };
+        let desc = match self.order.as_deref() {
+            None => key == Key::Objective && goal == crate::spec::Goal::Maximize,
+            Some("asc") => false,
+            Some("desc") => true,
+            Some(o) => return Err(format!("order \"{o}\": use asc or desc")),
+        };
+        let limit = self.limit.unwrap_or(MAX_LIMIT);
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(format!("limit must be 1 to {MAX_LIMIT} (got {limit})"));
+        }
+        Ok(View {
+            key,
+            desc,
+            phase,
+            params: self.params.clone(),
+            limit,
+            offset: self.offset.unwrap_or(0),
+        })
+    }
 }
 
 /// A parameter's value as text, the way it is written in a query (`0.01`, `true`, `tiny`).
@@ -129,44 +187,17 @@ fn cmp_values(a: Option<&Value>, b: Option<&Value>, desc: bool) -> Ordering {
 
 /// The view of `board` that `q` asks for; `board.total` becomes the number of matching rows.
 pub fn apply(mut board: Leaderboard, q: &Query) -> Result<Leaderboard, String> {
-    let phase = match &q.phase {
-        Some(p) => Some(p.parse::<TrialPhase>()?),
-        None => None,
-    };
-    let key = match q.sort.as_deref().unwrap_or("objective") {
-        "objective" => Key::Objective,
-        "index" => Key::Index,
-        s => match (s.strip_prefix("metric:"), s.strip_prefix("param:")) {
-            (Some(m), _) if !m.is_empty() => Key::Metric(m),
-            (_, Some(p)) if !p.is_empty() => Key::Param(p),
-            _ => {
-                return Err(format!(
-                    "sort \"{s}\": use objective, index, metric:NAME or param:PATH"
-                ))
-            }
-        },
-    };
-    let desc = match q.order.as_deref() {
-        None => {
-            matches!(key, Key::Objective) && board.experiment.goal == crate::spec::Goal::Maximize
-        }
-        Some("asc") => false,
-        Some("desc") => true,
-        Some(o) => return Err(format!("order \"{o}\": use asc or desc")),
-    };
-    let limit = q.limit.unwrap_or(MAX_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(format!("limit must be 1 to {MAX_LIMIT} (got {limit})"));
-    }
+    let v = q.view(board.experiment.goal)?;
+    let (phase, desc) = (v.phase, v.desc);
     board.rows.retain(|r| {
         phase.is_none_or(|p| r.phase == p)
             && q.params
                 .iter()
-                .all(|(k, v)| r.params.get(k).is_some_and(|x| same_param(x, v)))
+                .all(|(k, want)| r.params.get(k).is_some_and(|x| same_param(x, want)))
     });
     let last = |r: &LeaderboardRow, m: &str| r.summaries.get(m).and_then(|s| s.last);
     board.rows.sort_by(|a, b| {
-        let o = match key {
+        let o = match &v.key {
             // Only ranked trials compete on the objective: a diverged or running trial's last
             // value is not a result (the store leaves it unranked), so it sorts after them.
             Key::Objective => cmp_opt(
@@ -181,8 +212,8 @@ pub fn apply(mut board: Leaderboard, q: &Query) -> Result<Leaderboard, String> {
         o.then(a.index.cmp(&b.index))
     });
     board.total = board.rows.len();
-    let offset = q.offset.unwrap_or(0).min(board.rows.len());
-    board.rows = board.rows.into_iter().skip(offset).take(limit).collect();
+    let offset = v.offset.min(board.rows.len());
+    board.rows = board.rows.into_iter().skip(offset).take(v.limit).collect();
     Ok(board)
 }
 

@@ -113,8 +113,14 @@ fn start() -> Server {
         String::from_utf8_lossy(&out.stderr)
     );
     let port = free_port();
-    // fsync off: the tests need a real server, not a durable one. Paths reach the watchdog script
-    // as environment variables and "$@", never spliced into its text.
+    // fsync off: the tests need a real server, not a durable one (the benchmarks set
+    // ORRERY_PG_DURABLE=1 to measure a durable one). Paths reach the watchdog script as
+    // environment variables and "$@", never spliced into its text.
+    let fsync = if std::env::var_os("ORRERY_PG_DURABLE").is_some() {
+        "fsync=on"
+    } else {
+        "fsync=off"
+    };
     let watchdog = r#"
         "$@" >"$LOG" 2>&1 & pg=$!
         while [ -d "/proc/$PARENT" ] && kill -0 "$pg" 2>/dev/null; do sleep 1; done
@@ -128,7 +134,7 @@ fn start() -> Server {
         .arg(bin.join("postgres"))
         .args(["-D", data.to_str().unwrap(), "-p", &port.to_string()])
         .args(["-k", root.to_str().unwrap()])
-        .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", fsync])
         .args(["-c", "max_connections=200"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
