@@ -37,6 +37,30 @@ pub async fn serve(
         .await
 }
 
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (what Kubernetes sends a Pod it stops), so that
+/// [`serve`] stops accepting and drains the requests in flight before the process exits.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down; draining in-flight requests");
+}
+
 /// Binds `addr` (port 0 picks a free port) and serves in the background; returns the bound address.
 pub async fn spawn(
     store: Arc<Store>,

@@ -40,10 +40,12 @@ async fn main() -> anyhow::Result<()> {
         "Orrery API listening on http://{}; {auth_line}",
         listener.local_addr()?
     );
-    orrery_api::serve(Arc::new(store), auth, listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down; draining in-flight requests");
-    })
+    orrery_api::serve(
+        Arc::new(store),
+        auth,
+        listener,
+        orrery_api::shutdown_signal(),
+    )
     .await?;
     Ok(())
 }

@@ -177,9 +177,10 @@ pub fn page(backend: DatabaseBackend, experiment_id: i64, goal: Goal, view: &Vie
         Key::Objective => {
             // Ranked trials first, then the rest by index. Ascending score is best first, which
             // is `desc` for a maximised objective and `asc` for a minimised one.
-            order.push("CASE WHEN t.score IS NULL THEN 1 ELSE 0 END".to_string());
+            // `NULLS LAST` ascending is the `trials_score` index's own order on PostgreSQL: the
+            // first page is the index's first entries.
             let reversed = view.desc != (goal == Goal::Maximize);
-            order.push(format!("t.score {}", dir(reversed)));
+            order.push(format!("t.score {} NULLS LAST", dir(reversed)));
         }
         Key::Index => order.push(format!("t.trial_index {}", dir(view.desc))),
         Key::Metric(name) => {
@@ -187,9 +188,11 @@ pub fn page(backend: DatabaseBackend, experiment_id: i64, goal: Goal, view: &Vie
             sql.push(&format!(
                 " LEFT JOIN metric_summaries m ON m.trial_id = t.id AND m.name = {n}"
             ));
-            let v = finite("m.last_value");
-            order.push(format!("CASE WHEN {v} IS NULL THEN 1 ELSE 0 END"));
-            order.push(format!("{v} {}", dir(view.desc)));
+            order.push(format!(
+                "{} {} NULLS LAST",
+                finite("m.last_value"),
+                dir(view.desc)
+            ));
         }
         Key::Param(_) => {}
     }
@@ -232,10 +235,9 @@ pub fn ahead_of(backend: DatabaseBackend, experiment_id: i64, score: f64, index:
         "SELECT COUNT(*) AS n FROM trials t WHERE t.experiment_id = ",
     );
     let e = sql.bind(experiment_id);
-    let (s1, s2, i) = (sql.bind(score), sql.bind(score), sql.bind(index));
-    sql.push(&format!(
-        "{e} AND (t.score < {s1} OR (t.score = {s2} AND t.trial_index < {i}))"
-    ));
+    let (s, i) = (sql.bind(score), sql.bind(index));
+    // A row-value comparison, which both databases answer from the `trials_score` index.
+    sql.push(&format!("{e} AND (t.score, t.trial_index) < ({s}, {i})"));
     sql.statement()
 }
 

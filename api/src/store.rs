@@ -8,7 +8,8 @@ use std::time::Duration;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DbErr, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait, TryInsertResult,
+    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    TryInsertResult,
 };
 use sea_orm_migration::MigratorTrait;
 use serde_json::Value;
@@ -511,18 +512,28 @@ impl Store {
 
     /// One metric's points in step order.
     pub async fn metric_history(&self, trial_id: i64, name: &str) -> Result<Vec<MetricPoint>> {
-        Ok(metric::Entity::find()
+        // Only the three varying columns: a long history is read and decoded row by row, and
+        // the name is the same on every row.
+        let rows: Vec<(i64, Option<f64>, f64)> = metric::Entity::find()
+            .select_only()
+            .columns([
+                metric::Column::Step,
+                metric::Column::Value,
+                metric::Column::WallTime,
+            ])
             .filter(metric::Column::TrialId.eq(trial_id))
             .filter(metric::Column::Name.eq(name))
             .order_by_asc(metric::Column::Step)
+            .into_tuple()
             .all(&self.db)
-            .await?
+            .await?;
+        Ok(rows
             .into_iter()
-            .map(|m| MetricPoint {
-                name: m.name,
-                step: m.step,
-                value: m.value.unwrap_or(f64::NAN),
-                wall_time: m.wall_time,
+            .map(|(step, value, wall_time)| MetricPoint {
+                name: name.to_string(),
+                step,
+                value: value.unwrap_or(f64::NAN),
+                wall_time,
             })
             .collect())
     }

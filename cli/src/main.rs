@@ -349,10 +349,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 "Orrery API and leaderboard at http://{}/ (database {db}; {auth_line})",
                 listener.local_addr()?,
             );
-            orrery_api::serve(store, auth, listener, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+            orrery_api::serve(store, auth, listener, orrery_api::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plot { experiment, out } => {
