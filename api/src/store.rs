@@ -73,7 +73,7 @@ impl Store {
                     .foreign_keys(true)
             });
         let db = Database::connect(opts).await?;
-        Migrator::up(&db, None).await?;
+        migrate(&db).await?;
         Ok(Store {
             db,
             write: tokio::sync::Mutex::new(()),
@@ -721,6 +721,24 @@ impl Store {
             .count(&self.db)
             .await?)
     }
+}
+
+/// Brings the schema up to date. On PostgreSQL several processes may start at once (API
+/// replicas, a rollout's old and new Pod): a session-level advisory lock, held on a connection of
+/// its own for the duration, lets one migrate while the others wait and then find nothing to do.
+async fn migrate(db: &DatabaseConnection) -> Result<()> {
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(Migrator::up(db, None).await?);
+    }
+    /// Any constant shared by every Orrery process ("orrery" in ASCII).
+    const LOCK: i64 = 0x6f72_7265_7279;
+    let lock_conn = db.begin().await?; // a connection of its own, until commit
+    lock_conn
+        .execute_unprepared(&format!("SELECT pg_advisory_xact_lock({LOCK})"))
+        .await?;
+    let migrated = Migrator::up(db, None).await;
+    lock_conn.commit().await?; // releases the lock
+    Ok(migrated?)
 }
 
 fn goal_str(g: Goal) -> &'static str {
