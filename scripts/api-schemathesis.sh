@@ -22,7 +22,10 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 TOKEN=st-admin-$RANDOM$RANDOM
 SERVER=
 cleanup() {
-  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+  if [ -n "$SERVER" ]; then
+    kill "$SERVER" 2>/dev/null || true
+    wait "$SERVER" 2>/dev/null || true   # its exit status (143) must not stop the cleanup
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
