@@ -45,6 +45,18 @@ async fn start(db: Db) -> Server {
     }
 }
 
+/// Submits `SPEC` (which must be accepted) and returns the experiment and its trials.
+fn submit(base: &str) -> (Value, Value) {
+    let (st, exp) = call("POST", &format!("{base}/api/v1/experiments"), Some(SPEC));
+    assert_eq!(st, 201, "{exp}");
+    let (_, trials) = call(
+        "GET",
+        &format!("{base}/api/v1/experiments/{}/trials", exp["id"]),
+        None,
+    );
+    (exp, trials)
+}
+
 /// (status, body) of a request with the admin token, whatever the status.
 fn call(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
     let r = support::request(Some(ADMIN), method, url, body);
@@ -320,12 +332,7 @@ async fn long_history_is_downsampled_keeping_extremes(db: Db) {
     let s = start(db).await;
     let base = s.base.clone();
     tokio::task::spawn_blocking(move || {
-        let (_, exp) = call("POST", &format!("{base}/api/v1/experiments"), Some(SPEC));
-        let (_, trials) = call(
-            "GET",
-            &format!("{base}/api/v1/experiments/{}/trials", exp["id"]),
-            None,
-        );
+        let (_, trials) = submit(&base);
         let tid = trials[0]["id"].as_i64().unwrap();
         let points: Vec<Value> = (0..10_000)
             .map(|i| {
@@ -485,12 +492,7 @@ async fn concurrent_overlapping_batches_count_each_point_once(db: Db) {
     let s = start(db).await;
     let base = s.base.clone();
     tokio::task::spawn_blocking(move || {
-        let (_, exp) = call("POST", &format!("{base}/api/v1/experiments"), Some(SPEC));
-        let (_, trials) = call(
-            "GET",
-            &format!("{base}/api/v1/experiments/{}/trials", exp["id"]),
-            None,
-        );
+        let (exp, trials) = submit(&base);
         let trial = trials[0]["id"].as_i64().unwrap();
         let url = format!("{base}/api/v1/trials/{trial}/metrics");
         // Writer w sends steps [50w, 50w + 200): each step is sent by up to four writers.

@@ -31,6 +31,22 @@ fn sweep(name: &str, lrs: usize, seeds: usize) -> String {
     )
 }
 
+/// Creates the sweep through the store, like any spec; returns the experiment's and trials' ids.
+async fn create_sweep(
+    store: &orrery_api::Store,
+    name: &str,
+    lrs: usize,
+    seeds: usize,
+) -> (i64, Vec<i64>) {
+    let yaml = sweep(name, lrs, seeds);
+    let exp = store
+        .create_experiment(&yaml, &orrery_core::load_spec(&yaml).unwrap())
+        .await
+        .unwrap();
+    let trials = store.trials(exp.id).await.unwrap();
+    (exp.id, trials.iter().map(|t| t.id).collect())
+}
+
 fn databases() -> Vec<Db> {
     match std::env::var("ORRERY_BENCH_DB").as_deref() {
         Ok("sqlite") => vec![Db::Sqlite],
@@ -124,20 +140,7 @@ fn bodies(trial: i64, w: &Workload) -> Vec<String> {
 async fn api_ingest(db: Db, w: &Workload) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(support::store(db, dir.path()).await);
-    let exp = store
-        .create_experiment(
-            &sweep("ingest", w.trials, 1),
-            &orrery_core::load_spec(&sweep("ingest", w.trials, 1)).unwrap(),
-        )
-        .await
-        .unwrap();
-    let trials: Vec<i64> = store
-        .trials(exp.id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let (_, trials) = create_sweep(&store, "ingest", w.trials, 1).await;
     let (addr, _) = orrery_api::spawn(
         store.clone(),
         orrery_api::AuthConfig::new(ADMIN, None),
@@ -189,20 +192,7 @@ async fn api_ingest(db: Db, w: &Workload) -> f64 {
 async fn raw_ingest(db: Db, w: &Workload) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let store = support::store(db, dir.path()).await;
-    let exp = store
-        .create_experiment(
-            &sweep("raw", w.trials, 1),
-            &orrery_core::load_spec(&sweep("raw", w.trials, 1)).unwrap(),
-        )
-        .await
-        .unwrap();
-    let trials: Vec<i64> = store
-        .trials(exp.id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let (_, trials) = create_sweep(&store, "raw", w.trials, 1).await;
     let conn = store.connection().clone();
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -326,18 +316,7 @@ fn latency(agent: &ureq::Agent, url: &str, n: usize) -> (Duration, Duration, usi
 /// `train/loss`, every other trial `per_trial` steps, plus a final `eval/loss`; summaries as
 /// ingest would have written them. Raw INSERTs: seeding is not what is measured.
 async fn seed(store: &orrery_api::Store, trials: usize, long: i64, per_trial: i64) -> (i64, i64) {
-    let yaml = sweep("scale", 100, trials / 100);
-    let exp = store
-        .create_experiment(&yaml, &orrery_core::load_spec(&yaml).unwrap())
-        .await
-        .unwrap();
-    let ids: Vec<i64> = store
-        .trials(exp.id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let (exp, ids) = create_sweep(store, "scale", 100, trials / 100).await;
     let conn = store.connection();
     let backend = conn.get_database_backend();
     let mut rows: Vec<(i64, &str, i64, f64, f64)> = Vec::with_capacity(20_000);
@@ -386,22 +365,15 @@ async fn seed(store: &orrery_api::Store, trials: usize, long: i64, per_trial: i6
         }
     }
     // Nine in ten succeeded, one diverged; then the ranking as the store keeps it.
-    let placeholder = if backend == sea_orm::DatabaseBackend::Postgres {
-        "$1"
-    } else {
-        "?"
-    };
-    conn.execute(Statement::from_sql_and_values(
+    let mut update = orrery_api::ranking::Sql::new(
         backend,
-        format!(
-            "UPDATE trials SET phase = CASE WHEN trial_index % 10 = 9 THEN 'Diverged' \
-             ELSE 'Succeeded' END WHERE experiment_id = {placeholder}"
-        ),
-        [exp.id.into()],
-    ))
-    .await
-    .unwrap();
-    store.rescore_experiment(exp.id).await.unwrap();
+        "UPDATE trials SET phase = CASE WHEN trial_index % 10 = 9 THEN 'Diverged' \
+         ELSE 'Succeeded' END WHERE experiment_id = ",
+    );
+    let e = update.bind(exp);
+    update.push(&e);
+    conn.execute(update.statement()).await.unwrap();
+    store.rescore_experiment(exp).await.unwrap();
     // Measure the steady state, not the minutes after a bulk load: fresh planner statistics
     // (and on PostgreSQL a visibility map, so index-only scans skip the heap), as autovacuum
     // would leave them.
@@ -411,7 +383,7 @@ async fn seed(store: &orrery_api::Store, trials: usize, long: i64, per_trial: i6
         "ANALYZE"
     };
     conn.execute_unprepared(settle).await.unwrap();
-    (exp.id, ids[0])
+    (exp, ids[0])
 }
 
 #[tokio::test(flavor = "multi_thread")]
