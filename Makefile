@@ -15,7 +15,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV          := $(abspath $(VENV))
 export PATH                 := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup build demo test fmt lint unit api-contract k8s-tools e2e-k8s clean
+.PHONY: setup build demo test fmt lint unit api-contract browser-tools browser k8s-tools e2e-k8s clean
 
 setup: $(TORCH_STAMP)
 
@@ -54,6 +54,20 @@ api-contract: setup $(SCHEMATHESIS_STAMP)
 	cargo build --bin orrery
 	scripts/api-schemathesis.sh
 
+# The web pages in a real browser: Debian's chromium (installed here when missing: CI runs as
+# root on Debian), driven by playwright-core from npm (tests/browser/package-lock.json; no browser
+# download). scripts/browser-test.sh fills a database with a real run and serves it.
+browser-tools:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium >/dev/null || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+	@chromium --version 2>/dev/null | head -1
+
+browser: setup browser-tools
+	cargo build --bin orrery --bin orrery-worker
+	scripts/browser-test.sh
+
 # The Kubernetes control plane for the e2e tests, built from Go modules into ~/.cache/orrery/k8s
 # (first time on a machine: about 20 minutes on 2 cores; then cached).
 k8s-tools:
@@ -68,7 +82,7 @@ e2e-k8s: k8s-tools setup
 	scripts/k8s/e2e-operator.sh
 
 # Everything CI runs (.ci/run calls exactly this).
-test: setup fmt lint unit api-contract e2e-k8s
+test: setup fmt lint unit api-contract browser e2e-k8s
 
 clean:
 	cargo clean

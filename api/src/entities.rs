@@ -66,6 +66,28 @@ pub mod trial {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod trial_event {
+    use sea_orm::entity::prelude::*;
+
+    /// One phase change of a trial, in the order they happened (`id`).
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "trial_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub trial_id: i64,
+        pub phase: String,
+        pub attempts: i64,
+        pub message: Option<String>,
+        pub at: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod metric {
     use sea_orm::entity::prelude::*;
 

@@ -2,7 +2,7 @@
 //!
 //! - [`store`]: every database read and write (sea-orm; SQLite or PostgreSQL);
 //! - [`ranking`]: leaderboard pages as SQL;
-//! - [`routes`]: the axum router (`/api/v1/...`, the HTML pages);
+//! - [`routes`]: the axum router (`/api/v1/...`); `web`: the pages and their scripts;
 //! - [`auth`]: who may call what (admin, worker and read tokens);
 //! - [`openapi`]: the OpenAPI description's shared parts (`/openapi.json`);
 //! - [`events`]: live updates (server-sent events); [`telemetry`]: `/metrics`;
@@ -11,13 +11,13 @@
 pub mod auth;
 pub mod entities;
 pub mod events;
-pub mod html;
 pub mod migration;
 pub mod openapi;
 pub mod ranking;
 pub mod routes;
 pub mod store;
 pub mod telemetry;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0003TrialToken),
             Box::new(M0004TrialScore),
             Box::new(M0005SqliteClusteredMetrics),
+            Box::new(M0006TrialEvents),
         ]
     }
 }
@@ -367,5 +368,47 @@ impl MigrationTrait for M0005SqliteClusteredMetrics {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         rebuild_sqlite_metrics(m, false).await
+    }
+}
+
+/// `trial_events`: each phase change of a trial (phase, attempts, message, time), the trial page's
+/// state history. Appended by `Store::set_trial_state`; the creation itself is `trials.created_at`.
+struct M0006TrialEvents;
+
+impl MigrationName for M0006TrialEvents {
+    fn name(&self) -> &str {
+        "m0006_trial_events"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0006TrialEvents {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Alias::new("trial_events"))
+                .col(id_col(m.get_database_backend()))
+                .col(big("trial_id"))
+                .col(text("phase"))
+                .col(big("attempts"))
+                .col(text_null("message"))
+                .col(text("at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("trial_events_trial")
+                .table(Alias::new("trial_events"))
+                .col(Alias::new("trial_id"))
+                .col(Alias::new("id"))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(Alias::new("trial_events")).to_owned())
+            .await
     }
 }

@@ -7,7 +7,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Path, Query, Request
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -17,13 +17,12 @@ use utoipa_axum::routes;
 
 use orrery_core::dto::{
     ErrorBody, ExperimentDto, ExperimentStateUpdate, IngestResult, Leaderboard, MetricBatch,
-    MetricPoint, TrialDto, TrialStateUpdate,
+    MetricPoint, PhaseChange, Summary, TrialDto, TrialStateUpdate,
 };
 use orrery_core::schedule::TrialPhase;
 
 use crate::auth::{self, AuthConfig, Denied};
 use crate::events::Event;
-use crate::html;
 use crate::openapi;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Telemetry;
@@ -42,7 +41,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> Self {
         ApiError {
             status,
             body: ErrorBody {
@@ -65,6 +64,13 @@ impl From<StoreError> for ApiError {
             tracing::error!(error = %e, "request failed");
         }
         ApiError::new(status, e.to_string())
+    }
+}
+
+impl ApiError {
+    /// The status and message, for an answer that is not JSON (the web pages).
+    pub(crate) fn parts(&self) -> (StatusCode, &str) {
+        (self.status, &self.body.error)
     }
 }
 
@@ -91,7 +97,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// What the handlers share. Handlers take the part they need (`State<Arc<Store>>`, ...).
 #[derive(Clone)]
@@ -125,8 +131,7 @@ pub fn router(store: Arc<Store>, auth: AuthConfig) -> Router {
         .expect("the OpenAPI description serialises")
         .into();
     let guard_state = (store, Arc::new(auth));
-    api.route("/", get(index_page))
-        .route("/experiments/{id}", get(experiment_page))
+    api.merge(crate::web::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
@@ -164,6 +169,8 @@ fn rest() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(experiment_events))
         .routes(routes!(all_events))
         .routes(routes!(get_trial))
+        .routes(routes!(trial_history))
+        .routes(routes!(trial_summaries))
         .routes(routes!(set_trial_state))
         .routes(routes!(mint_trial_token))
         .routes(routes!(metric_history, ingest))
@@ -200,7 +207,8 @@ async fn json_errors(resp: Response) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    // JSON errors pass as they are, and so do the web pages' own error pages.
     if !is_error || is_json {
         return resp;
     }
@@ -555,6 +563,34 @@ async fn get_trial(
     Ok(Json(store.trial(id).await?))
 }
 
+/// The trial's state history, oldest first: created (Pending), then each phase change.
+#[utoipa::path(get, path = "/api/v1/trials/{id}/history", tag = "trials",
+    params(("id" = i64, Path, description = "trial id")),
+    responses(
+        (status = 200, body = Vec<PhaseChange>),
+        (status = 404, description = "no such trial", body = ErrorBody),
+    ))]
+async fn trial_history(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(store.trial_history(id).await?))
+}
+
+/// Count, first, last, min and max of each of the trial's metrics, by name.
+#[utoipa::path(get, path = "/api/v1/trials/{id}/summaries", tag = "trials",
+    params(("id" = i64, Path, description = "trial id")),
+    responses(
+        (status = 200, body = BTreeMap<String, Summary>),
+        (status = 404, description = "no such trial", body = ErrorBody),
+    ))]
+async fn trial_summaries(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(store.trial_summaries(id).await?))
+}
+
 /// A worker or executor reports the trial's phase. A finished trial cannot move again.
 #[utoipa::path(post, path = "/api/v1/trials/{id}/state", tag = "trials",
     params(("id" = i64, Path, description = "trial id")),
@@ -653,20 +689,4 @@ async fn metric_history(
         Some(n) => orrery_core::downsample::min_max(&points, n as usize),
         None => points,
     }))
-}
-
-async fn index_page(State(store): State<Arc<Store>>) -> ApiResult<impl IntoResponse> {
-    Ok(Html(html::experiments(&store.list_experiments().await?)))
-}
-
-async fn experiment_page(
-    State(store): State<Arc<Store>>,
-    Path(id): Path<i64>,
-) -> ApiResult<Response> {
-    let board = store.leaderboard(id).await?;
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        Html(html::leaderboard(&board)),
-    )
-        .into_response())
 }

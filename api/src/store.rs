@@ -14,13 +14,13 @@ use sea_orm_migration::MigratorTrait;
 use serde_json::Value;
 
 use orrery_core::dto::{
-    ExperimentDto, Leaderboard, LeaderboardRow, MetricPoint, Summary, TrialDto,
+    ExperimentDto, Leaderboard, LeaderboardRow, MetricPoint, PhaseChange, Summary, TrialDto,
 };
 use orrery_core::schedule::{Counts, ExperimentPhase, TrialPhase};
 use orrery_core::spec::{Goal, TrialConfig};
 use orrery_core::LoadedSpec;
 
-use crate::entities::{experiment, metric, summary, trial};
+use crate::entities::{experiment, metric, summary, trial, trial_event};
 use crate::events::{Bus, Event};
 use crate::migration::Migrator;
 use crate::ranking::{Sql, SET_SCORE};
@@ -324,6 +324,54 @@ impl Store {
         Self::trial_dto(m)
     }
 
+    /// The best final objective value among the experiment's ranked trials (one index lookup).
+    pub async fn best_objective(&self, experiment_id: i64) -> Result<Option<f64>> {
+        let query = orrery_core::leaderboard::Query {
+            limit: Some(1),
+            ..Default::default()
+        };
+        let board = self.leaderboard_view(experiment_id, &query).await?;
+        Ok(board
+            .rows
+            .first()
+            .filter(|r| r.rank == Some(1))
+            .and_then(|r| r.objective))
+    }
+
+    /// The trial's state history, oldest first: its creation (Pending), then each phase change.
+    pub async fn trial_history(&self, id: i64) -> Result<Vec<PhaseChange>> {
+        let t = trial::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("trial {id}")))?;
+        let mut out = vec![PhaseChange {
+            phase: TrialPhase::Pending,
+            attempts: 0,
+            message: None,
+            at: t.created_at,
+        }];
+        for e in trial_event::Entity::find()
+            .filter(trial_event::Column::TrialId.eq(id))
+            .order_by_asc(trial_event::Column::Id)
+            .all(&self.db)
+            .await?
+        {
+            out.push(PhaseChange {
+                phase: parse_phase(&e.phase)?,
+                attempts: e.attempts.max(0) as u32,
+                message: e.message,
+                at: e.at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// One trial's metric summaries by name (the trial page's list of metrics).
+    pub async fn trial_summaries(&self, id: i64) -> Result<BTreeMap<String, Summary>> {
+        self.trial(id).await?;
+        Ok(self.summaries(&[id]).await?.remove(&id).unwrap_or_default())
+    }
+
     /// The experiment's trials in index order.
     pub async fn trials(&self, experiment_id: i64) -> Result<Vec<TrialDto>> {
         self.experiment(experiment_id).await?;
@@ -357,6 +405,16 @@ impl Store {
             )));
         }
         let now = now();
+        // The history records changes, not repeated reports of the same state.
+        let changed = current != phase || attempts.is_some_and(|n| i64::from(n) != m.attempts);
+        let event = trial_event::ActiveModel {
+            trial_id: Set(id),
+            phase: Set(phase.as_str().into()),
+            attempts: Set(attempts.map(i64::from).unwrap_or(m.attempts)),
+            message: Set(message.map(str::to_string)),
+            at: Set(now.clone()),
+            ..Default::default()
+        };
         let mut a: trial::ActiveModel = m.into();
         a.phase = Set(phase.as_str().into());
         if let Some(n) = attempts {
@@ -371,6 +429,9 @@ impl Store {
         }
         let txn = self.db.begin().await?;
         let updated = a.update(&txn).await?;
+        if changed {
+            event.insert(&txn).await?;
+        }
         self.rescore(&txn, id).await?;
         txn.commit().await?;
         let t = Self::trial_dto(updated)?;

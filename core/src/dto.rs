@@ -180,6 +180,15 @@ pub struct TrialDto {
     pub finished_at: Option<String>,
 }
 
+/// One step of a trial's state history: the phase it entered, when, after how many attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PhaseChange {
+    pub phase: TrialPhase,
+    pub attempts: u32,
+    pub message: Option<String>,
+    pub at: String,
+}
+
 /// First, last, best and count of one metric of one trial, kept on ingest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Summary {

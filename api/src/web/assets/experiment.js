@@ -1,0 +1,254 @@
+// The experiment page: the trials table (server-side sort, filter and pagination through the
+// leaderboard API, whose query the page's own address mirrors), a column chooser, trial
+// selection for the compare view, the workload panel, and live updates.
+
+import { api, el, fmt, fmtParam, live, pageData, phaseBadge, showError } from './common.js';
+import { renderPanel } from './panels.js';
+
+const data = pageData();
+const expId = Number(data.experiment);
+const PHASES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Diverged', 'EarlyStopped', 'Cancelled'];
+const PAGE_SIZES = [25, 50, 100, 250];
+const root = document.getElementById('trials');
+
+// The view, in the leaderboard API's terms; the address bar keeps it (shareable, survives reload).
+const view = readView();
+let board = JSON.parse(document.getElementById('initial-board').textContent);
+const paramNames = new Set();
+const metricNames = new Set();
+const selected = new Set(JSON.parse(sessionStorage.getItem(`orrery.selected.${expId}`) || '[]'));
+let hidden = loadHidden(); // null: the default columns (see columns())
+let requestSeq = 0;
+
+function readView() {
+  const q = new URLSearchParams(location.search);
+  const v = { sort: q.get('sort') || 'objective', order: q.get('order') || '', phase: q.get('phase') || '',
+    limit: Number(q.get('limit')) || 50, offset: Number(q.get('offset')) || 0, params: {} };
+  for (const [k, val] of q) if (k.startsWith('param.')) v.params[k.slice(6)] = val;
+  return v;
+}
+
+function viewQuery() {
+  const q = new URLSearchParams();
+  if (view.sort !== 'objective') q.set('sort', view.sort);
+  if (view.order) q.set('order', view.order);
+  if (view.phase) q.set('phase', view.phase);
+  for (const [k, v] of Object.entries(view.params)) if (v !== '') q.set(`param.${k}`, v);
+  if (view.limit !== 50) q.set('limit', view.limit);
+  if (view.offset) q.set('offset', view.offset);
+  return q;
+}
+
+/** Re-reads the page of the table the view names (newest request wins) and redraws. */
+async function reload({ keepFocus } = {}) {
+  const q = viewQuery();
+  history.replaceState(null, '', q.toString() ? `?${q}` : location.pathname);
+  const seq = ++requestSeq;
+  const apiQuery = new URLSearchParams(q);
+  apiQuery.set('limit', view.limit);
+  root.setAttribute('aria-busy', 'true');
+  try {
+    const b = await api(`/api/v1/experiments/${expId}/leaderboard?${apiQuery}`);
+    if (seq !== requestSeq) return;
+    board = b;
+    render(keepFocus);
+  } catch (err) {
+    if (seq === requestSeq) showError(root, err);
+  } finally {
+    if (seq === requestSeq) root.removeAttribute('aria-busy');
+  }
+}
+
+function loadHidden() {
+  const saved = localStorage.getItem(`orrery.hidden.${expId}`);
+  return saved ? new Set(JSON.parse(saved)) : null;
+}
+
+/** Every column the table can show: fixed ones, each swept parameter, each metric's last value. */
+function columns() {
+  for (const r of board.rows) {
+    Object.keys(r.params).forEach((p) => paramNames.add(p));
+    Object.keys(r.summaries).forEach((m) => metricNames.add(m));
+  }
+  const objective = data.objective;
+  const cols = [
+    { key: 'rank', label: 'rank', sort: 'objective', cls: 'num', cell: (r) => r.rank ?? '—' },
+    { key: 'index', label: 'trial', sort: 'index', cls: 'num',
+      cell: (r) => el('a', { href: `/trials/${r.trial_id}` }, `#${r.index}`) },
+    { key: 'phase', label: 'state', cell: (r) => phaseBadge(r.phase) },
+    ...[...paramNames].sort().map((p) => ({ key: `param:${p}`, label: p, sort: `param:${p}`, param: p,
+      cls: 'param', cell: (r) => fmtParam(r.params[p]) })),
+    { key: 'objective', label: `${objective} (objective)`, sort: 'objective', cls: 'num objective',
+      cell: (r) => fmt(r.objective) },
+    ...[...metricNames].filter((m) => m !== objective).sort().map((m) => ({ key: `metric:${m}`,
+      label: m, sort: `metric:${m}`, cls: 'num', cell: (r) => fmt(r.summaries[m]?.last) })),
+  ];
+  // By default the first few other metrics are shown; the chooser reveals the rest.
+  const defaultHidden = new Set(cols.filter((c) => c.key.startsWith('metric:')).slice(4).map((c) => c.key));
+  return cols.map((c) => ({ ...c, hidden: (hidden || defaultHidden).has(c.key) }));
+}
+
+function sortState(col) {
+  if (!col.sort || col.sort !== view.sort) return null;
+  const goalDesc = data.goal === 'max';
+  if (view.order) return view.order;
+  return col.sort === 'objective' ? (goalDesc ? 'desc' : 'asc') : 'asc';
+}
+
+function header(col) {
+  const state = sortState(col);
+  const th = el('th', { scope: 'col', class: col.cls, 'aria-sort': state ? (state === 'asc' ? 'ascending' : 'descending') : undefined });
+  if (!col.sort) { th.append(col.label); return th; }
+  const arrow = state === 'asc' ? ' ▲' : state === 'desc' ? ' ▼' : '';
+  th.append(el('button', {
+    type: 'button', class: 'sort', dataset: { sort: col.sort },
+    'aria-label': `Sort by ${col.label}${state ? `, now ${state === 'asc' ? 'ascending' : 'descending'}` : ''}`,
+    onclick: () => {
+      if (view.sort === col.sort) view.order = state === 'asc' ? 'desc' : 'asc';
+      else { view.sort = col.sort; view.order = ''; }
+      view.offset = 0;
+      reload({ keepFocus: `button[data-sort="${CSS.escape(col.sort)}"]` });
+    },
+  }, col.label, arrow));
+  return th;
+}
+
+function filterCell(col) {
+  const td = el('td', { class: col.cls });
+  if (col.key === 'phase') {
+    const sel = el('select', { 'aria-label': 'Filter by state', id: 'filter-phase',
+      onchange: () => { view.phase = sel.value; view.offset = 0; reload({ keepFocus: '#filter-phase' }); } },
+    el('option', { value: '' }, 'all'), PHASES.map((p) => el('option', { value: p, selected: view.phase === p }, p)));
+    td.append(sel);
+  } else if (col.param) {
+    const id = `filter-${col.param.replace(/[^a-zA-Z0-9_-]/g, '_')}`;
+    const input = el('input', { type: 'search', id, value: view.params[col.param] || '', placeholder: '= value',
+      'aria-label': `Filter ${col.param} (exact value, Enter to apply)`, size: 8 });
+    input.addEventListener('change', () => {
+      view.params[col.param] = input.value.trim();
+      view.offset = 0;
+      reload({ keepFocus: `#${id}` });
+    });
+    td.append(input);
+  }
+  return td;
+}
+
+function row(r, cols) {
+  const tr = el('tr', { class: r.rank === 1 ? 'best' : undefined, dataset: { trial: r.trial_id, index: r.index } });
+  const box = el('input', { type: 'checkbox', 'aria-label': `Select trial ${r.index} to compare`, checked: selected.has(r.trial_id) });
+  box.addEventListener('change', () => {
+    if (box.checked) selected.add(r.trial_id); else selected.delete(r.trial_id);
+    sessionStorage.setItem(`orrery.selected.${expId}`, JSON.stringify([...selected]));
+    updateCompare();
+  });
+  tr.append(el('td', {}, box));
+  for (const c of cols) {
+    const td = el('td', { class: c.cls }, c.cell(r));
+    if (c.key === 'rank' && r.rank === 1) td.append(el('span', { class: 'badge' }, 'best'));
+    tr.append(td);
+  }
+  return tr;
+}
+
+let compareLink;
+function updateCompare() {
+  if (!compareLink) return;
+  const ids = [...selected];
+  compareLink.textContent = `Compare selected (${ids.length})`;
+  compareLink.href = `/experiments/${expId}/compare?trials=${ids.join(',')}`;
+  compareLink.setAttribute('aria-disabled', ids.length < 2 ? 'true' : 'false');
+  compareLink.classList.toggle('disabled', ids.length < 2);
+}
+
+function chooser(cols) {
+  const details = el('details', { class: 'chooser' }, el('summary', {}, 'Columns'));
+  const list = el('div', { class: 'chooser-list', role: 'group', 'aria-label': 'Columns to show' });
+  for (const c of cols) {
+    if (c.key === 'index') continue;
+    const box = el('input', { type: 'checkbox', checked: !c.hidden, dataset: { col: c.key } });
+    box.addEventListener('change', () => {
+      hidden = new Set(cols.filter((x) => x.hidden).map((x) => x.key));
+      if (box.checked) hidden.delete(c.key); else hidden.add(c.key);
+      localStorage.setItem(`orrery.hidden.${expId}`, JSON.stringify([...hidden]));
+      render(`input[data-col="${CSS.escape(c.key)}"]`);
+    });
+    list.append(el('label', {}, box, ' ', c.label));
+  }
+  details.append(list);
+  return details;
+}
+
+function pager() {
+  const { total } = board;
+  const from = total ? view.offset + 1 : 0;
+  const to = Math.min(view.offset + board.rows.length, total);
+  const size = el('select', { id: 'page-size', 'aria-label': 'Rows per page',
+    onchange: () => { view.limit = Number(size.value); view.offset = 0; reload({ keepFocus: '#page-size' }); } },
+  [...new Set([...PAGE_SIZES, view.limit])].sort((a, b) => a - b)
+    .map((n) => el('option', { value: n, selected: n === view.limit }, `${n} rows`)));
+  const go = (offset, focus) => { view.offset = Math.max(0, offset); reload({ keepFocus: focus }); };
+  return el('nav', { class: 'pager', 'aria-label': 'Pages of trials' },
+    el('button', { type: 'button', id: 'page-prev', disabled: view.offset === 0, onclick: () => go(view.offset - view.limit, '#page-prev') }, '← Previous'),
+    el('span', { id: 'page-info', role: 'status' }, `Trials ${from}–${to} of ${total.toLocaleString('en')}`),
+    el('button', { type: 'button', id: 'page-next', disabled: to >= total, onclick: () => go(view.offset + view.limit, '#page-next') }, 'Next →'),
+    size);
+}
+
+function render(keepFocus) {
+  const cols = columns();
+  const shown = cols.filter((c) => !c.hidden);
+  compareLink = el('a', { class: 'button', id: 'compare-link' });
+  const filters = Object.values(view.params).some((v) => v) || view.phase;
+  const controls = el('div', { class: 'controls' }, chooser(cols), compareLink,
+    filters ? el('button', { type: 'button', onclick: () => { view.params = {}; view.phase = ''; view.offset = 0; reload(); } }, 'Clear filters') : null);
+  const table = el('table', { class: 'grid trials-table', id: 'trials-table' },
+    el('caption', { class: 'sr-only' }, 'Trials; column headers sort, the second header row filters'),
+    el('thead', {},
+      el('tr', {}, el('th', { scope: 'col' }, el('span', { class: 'sr-only' }, 'select')), shown.map(header)),
+      el('tr', { class: 'filters' }, el('td'), shown.map(filterCell))),
+    el('tbody', {}, board.rows.length ? board.rows.map((r) => row(r, shown))
+      : el('tr', {}, el('td', { colspan: shown.length + 1, class: 'empty' }, 'No trials match this view.'))));
+  const openChooser = root.querySelector('details.chooser')?.open;
+  root.replaceChildren(controls, el('div', { class: 'scroll' }, table), pager());
+  if (openChooser) root.querySelector('details.chooser').open = true;
+  updateCompare();
+  updateHeading();
+  if (keepFocus) root.querySelector(keepFocus)?.focus();
+  root.dataset.ready = 'true';
+}
+
+function updateHeading() {
+  const e = board.experiment;
+  const c = e.counts;
+  const done = c.total - c.pending - c.running;
+  const meta = document.getElementById('exp-meta');
+  const prog = meta.querySelector('progress');
+  if (prog) { prog.value = done; prog.max = Math.max(1, c.total); prog.setAttribute('aria-label', `${done} of ${c.total} trials done`); }
+  const badge = meta.querySelector('.phase');
+  if (badge) { badge.textContent = e.phase; badge.className = `phase phase-${e.phase}`; }
+  const n = meta.querySelector('.num');
+  if (n) n.textContent = `${done}/${c.total}`;
+}
+
+render();
+// The column chooser closes on Escape or a click elsewhere, like a menu.
+document.addEventListener('keydown', (e) => {
+  const open = root.querySelector('details.chooser[open]');
+  if (e.key === 'Escape' && open) { open.open = false; open.querySelector('summary').focus(); }
+});
+document.addEventListener('click', (e) => {
+  const open = root.querySelector('details.chooser[open]');
+  if (open && !open.contains(e.target)) open.open = false;
+});
+renderPanel(document.getElementById('panel'), expId, data.workload).catch((err) => showError(document.getElementById('panel'), err));
+// A running experiment redraws its table (and panel, less often) as trials report.
+let panelAt = Date.now();
+live(`/api/v1/experiments/${expId}/events`, (events) => {
+  reload({ keepFocus: document.activeElement?.id ? `#${CSS.escape(document.activeElement.id)}` : undefined });
+  const finished = events.some((e) => e.kind === 'lagged' || e.kind === 'experiment' || (e.kind === 'trial' && e.phase !== 'Running'));
+  if (finished || Date.now() - panelAt > 10000) {
+    panelAt = Date.now();
+    renderPanel(document.getElementById('panel'), expId, data.workload).catch(() => {});
+  }
+});

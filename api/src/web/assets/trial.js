@@ -1,0 +1,89 @@
+// The trial page: one chart per metric (log axes, smoothing, drag-to-zoom), the parameters, the
+// state history and the configuration; redrawn live while the trial runs.
+
+import { api, el, fmt, fmtParam, live, pageData, phaseBadge, showError } from './common.js';
+import { chartControls, chartFigure } from './chart.js';
+
+const data = pageData();
+const trialId = Number(data.trial);
+const MAX_POINTS = 1000;
+const charts = new Map(); // metric name -> LineChart
+const curves = document.getElementById('curves');
+let options = { logX: false, logY: false, smoothing: 0 };
+
+/** Objective first, then the rest by name. */
+function ordered(names) {
+  return [...names].sort((a, b) => (a === data.objective) - (b === data.objective) || 0)
+    .sort((a, b) => (b === data.objective) - (a === data.objective) || a.localeCompare(b));
+}
+
+async function drawMetric(name) {
+  let chart = charts.get(name);
+  if (!chart) {
+    const f = chartFigure(name === data.objective ? `${name} (objective)` : name, { ...options, xLabel: 'step' });
+    f.fig.dataset.metric = name;
+    curves.append(f.fig);
+    chart = f.chart;
+    charts.set(name, chart);
+  }
+  const points = await api(`/api/v1/trials/${trialId}/metrics?name=${encodeURIComponent(name)}&maxPoints=${MAX_POINTS}`);
+  chart.setSeries([{ label: name, points: points.map((p) => [p.step, Number(p.value)]) }]);
+}
+
+async function drawCurves(names) {
+  const summaries = await api(`/api/v1/trials/${trialId}/summaries`);
+  const all = ordered(Object.keys(summaries));
+  if (!all.length) {
+    curves.replaceChildren(el('p', { class: 'empty' }, 'No metrics reported yet.'));
+    return;
+  }
+  curves.querySelector('p.empty')?.remove();
+  for (const n of all.filter((n) => !charts.has(n))) curves.append(el('span', { hidden: true, dataset: { slot: n } }));
+  await Promise.all((names || all).filter((n) => all.includes(n)).map(drawMetric));
+  for (const n of all) {
+    // Keep the charts in order whatever order their data arrived in.
+    const fig = curves.querySelector(`figure[data-metric="${CSS.escape(n)}"]`);
+    if (fig) curves.append(fig);
+  }
+  curves.querySelectorAll('span[data-slot]').forEach((s) => s.remove());
+  curves.dataset.ready = 'true';
+}
+
+async function drawFacts() {
+  const [t, hist] = await Promise.all([api(`/api/v1/trials/${trialId}`), api(`/api/v1/trials/${trialId}/history`)]);
+  document.getElementById('trial-meta').replaceChildren(phaseBadge(t.phase),
+    ` · attempts ${t.attempts}`, t.started_at ? ` · started ${t.started_at}` : '',
+    t.finished_at ? ` · finished ${t.finished_at}` : '', t.message ? ` · ${t.message}` : '');
+  const params = Object.entries(t.params);
+  document.getElementById('params').replaceChildren(params.length
+    ? el('table', { class: 'grid kv' }, el('tbody', {}, params.map(([k, v]) =>
+      el('tr', {}, el('th', { scope: 'row' }, k), el('td', {}, fmtParam(v))))))
+    : el('p', { class: 'muted' }, 'This trial sweeps no parameters.'));
+  document.getElementById('history').replaceChildren(el('table', { class: 'grid', id: 'history-table' },
+    el('thead', {}, el('tr', {}, ['state', 'attempts', 'at', 'message'].map((h) => el('th', { scope: 'col' }, h)))),
+    el('tbody', {}, hist.map((h) => el('tr', {}, el('td', {}, phaseBadge(h.phase)), el('td', { class: 'num' }, h.attempts),
+      el('td', { class: 'muted' }, h.at), el('td', {}, h.message || ''))))));
+  const attempt = Math.max(1, t.attempts);
+  document.getElementById('logs').replaceChildren(el('p', {},
+    'Each attempt logs to its own file: with ', el('code', {}, 'orrery run'), ', ',
+    el('code', {}, `.orrery/runs/${t.experiment_id}-*/trial-${t.index}/attempt-${attempt}.log`),
+    '; on a cluster, ', el('code', {}, `kubectl logs -l orrery.dev/trial=${data.name}-${t.index}`), '.'));
+  document.getElementById('config').replaceChildren(el('details', {}, el('summary', {}, 'Resolved configuration (JSON)'),
+    el('pre', {}, JSON.stringify(t.config, null, 2))));
+}
+
+function redrawAll() { for (const c of charts.values()) c.set(options); }
+
+document.getElementById('chart-controls').append(chartControls(options, (o) => { options = o; redrawAll(); },
+  () => { for (const c of charts.values()) c.resetZoom(); }));
+
+Promise.all([drawFacts(), drawCurves()]).catch((err) => showError(curves, err));
+
+live(`/api/v1/experiments/${data.experiment}/events`, (events) => {
+  const mine = events.filter((e) => e.kind === 'lagged' || e.trial_id === trialId);
+  if (!mine.length) return;
+  const grew = new Set(mine.flatMap((e) => e.names || []));
+  const everything = mine.some((e) => e.kind !== 'metrics');
+  drawCurves(everything ? undefined : [...grew]).catch((err) => showError(curves, err));
+  if (everything) drawFacts().catch(() => {});
+});

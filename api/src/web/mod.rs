@@ -1,0 +1,117 @@
+//! The web pages: the experiments list, an experiment's trials table and workload panel, a trial's
+//! curves and history, and the compare view.
+//!
+//! Each page is an HTML shell rendered here plus a small ES module from `assets/` (no framework,
+//! no bundler): the modules read the same REST API as any client and redraw on the server-sent
+//! events. The assets are compiled into the binary (`include_bytes!`), so `orrery serve` needs no
+//! network and no files beside it. The first page of an experiment's table is rendered into its
+//! shell as JSON, so the page is usable without a second round trip.
+
+mod assets;
+mod pages;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::routes::{ApiError, AppState};
+use crate::store::{Store, StoreError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(experiments))
+        .route("/experiments/{id}", get(experiment))
+        .route("/experiments/{id}/compare", get(compare))
+        .route("/trials/{id}", get(trial))
+        .route("/assets/{name}", get(asset))
+}
+
+/// Pages show live data: never cached.
+fn page(html: String) -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+/// A page that cannot be shown answers as a page too (the API's status, its message).
+type PageResult = Result<Response, Response>;
+
+fn error_page(e: StoreError) -> Response {
+    let e = ApiError::from(e);
+    let (status, message) = e.parts();
+    (status, Html(pages::error(status, message))).into_response()
+}
+
+async fn experiments(State(store): State<Arc<Store>>) -> PageResult {
+    let list = store.list_experiments().await.map_err(error_page)?;
+    let mut best = Vec::with_capacity(list.len());
+    for e in &list {
+        best.push(store.best_objective(e.id).await.map_err(error_page)?);
+    }
+    Ok(page(pages::experiments(&list, &best)))
+}
+
+async fn experiment(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> PageResult {
+    // The page's address carries the table's view in the API's own terms (sort, order, phase,
+    // param.PATH, limit, offset); a view the API refuses falls back to the default one.
+    let mut query = orrery_core::leaderboard::Query::from_pairs(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    .unwrap_or_default();
+    if query.limit.is_none() {
+        query.limit = Some(pages::DEFAULT_PAGE_ROWS);
+    }
+    let board = match store.leaderboard_view(id, &query).await {
+        Err(StoreError::Invalid(_)) => {
+            let query = orrery_core::leaderboard::Query {
+                limit: Some(pages::DEFAULT_PAGE_ROWS),
+                ..Default::default()
+            };
+            store.leaderboard_view(id, &query).await
+        }
+        other => other,
+    }
+    .map_err(error_page)?;
+    Ok(page(pages::experiment(&board)))
+}
+
+async fn trial(State(store): State<Arc<Store>>, Path(id): Path<i64>) -> PageResult {
+    let t = store.trial(id).await.map_err(error_page)?;
+    let e = store
+        .experiment(t.experiment_id)
+        .await
+        .map_err(error_page)?;
+    Ok(page(pages::trial(&e, &t)))
+}
+
+async fn compare(State(store): State<Arc<Store>>, Path(id): Path<i64>) -> PageResult {
+    let e = store.experiment(id).await.map_err(error_page)?;
+    Ok(page(pages::compare(&e)))
+}
+
+async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let Some(a) = assets::find(&name) else {
+        return ApiError::new(StatusCode::NOT_FOUND, format!("no asset \"{name}\""))
+            .into_response();
+    };
+    let etag = format!("\"{:016x}\"", a.hash);
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag);
+    // Revalidated on each load (cheap: a 304) so a new binary's assets are never mixed with old.
+    let head = [
+        (header::CONTENT_TYPE, a.content_type),
+        (header::CACHE_CONTROL, "no-cache"),
+    ];
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, head, [(header::ETAG, etag)]).into_response();
+    }
+    (head, [(header::ETAG, etag)], a.body).into_response()
+}
