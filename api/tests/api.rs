@@ -151,6 +151,24 @@ async fn api_end_to_end(db: Db) {
             Some(r#"{"phase": "Sleeping"}"#),
         );
         assert_eq!(st, 422);
+        // The state history: created, then each change (the refused ones are not in it).
+        let (_, hist) = call("GET", &format!("{base}/api/v1/trials/{tid}/history"), None);
+        let phases: Vec<&str> = hist
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["phase"].as_str().unwrap())
+            .collect();
+        assert_eq!(phases, ["Pending", "Succeeded"], "{hist}");
+        let (_, sums) = call(
+            "GET",
+            &format!("{base}/api/v1/trials/{tid}/summaries"),
+            None,
+        );
+        assert_eq!(sums["eval/loss"]["last"], json!(3.0), "{sums}");
+        assert_eq!(sums["grad/norm"]["last"], json!("Infinity"), "{sums}");
+        let (st, _) = call("GET", &format!("{base}/api/v1/trials/9999/history"), None);
+        assert_eq!(st, 404);
 
         // The leaderboard ranks the trial with a result; summaries count each point once.
         let (_, board) = call(

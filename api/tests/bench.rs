@@ -437,3 +437,18 @@ async fn reads_at_scale() {
         .unwrap();
     }
 }
+
+/// The database of the web pages' benchmark (scripts/bench-web.sh): an SQLite file at
+/// `$ORRERY_WEB_BENCH_DB` with one LR sweep of `$ORRERY_BENCH_SCALE_TRIALS` trials (default
+/// 10,000), seeded as `reads_at_scale` seeds them.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: scripts/bench-web.sh"]
+async fn web_bench_database() {
+    let path = std::env::var("ORRERY_WEB_BENCH_DB").expect("set ORRERY_WEB_BENCH_DB to a new file");
+    let trials = env_usize("ORRERY_BENCH_SCALE_TRIALS", 10_000);
+    let store = orrery_api::Store::open_sqlite(std::path::Path::new(&path))
+        .await
+        .unwrap();
+    let (exp, _) = seed(&store, trials, 1_000, 100).await;
+    println!("web benchmark database {path}: experiment {exp}, {trials} trials");
+}

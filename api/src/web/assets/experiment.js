@@ -215,6 +215,7 @@ function render(keepFocus) {
   updateCompare();
   updateHeading();
   if (keepFocus) root.querySelector(keepFocus)?.focus();
+  if (!root.dataset.ready) performance.mark('orrery:table-ready'); // scripts/bench-web.sh reads it
   root.dataset.ready = 'true';
 }
 
