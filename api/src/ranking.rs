@@ -144,7 +144,7 @@ fn finite(col: &str) -> String {
 }
 
 /// `WHERE` for the view's filters (the experiment, the phase, parameter values).
-fn filters(sql: &mut Sql, experiment_id: i64, view: &View) {
+fn filters(sql: &mut Sql, experiment_id: i64, objective: &str, view: &View) {
     let e = sql.bind(experiment_id);
     sql.push(&format!(" WHERE t.experiment_id = {e}"));
     if let Some(p) = view.phase {
@@ -164,10 +164,31 @@ fn filters(sql: &mut Sql, experiment_id: i64, view: &View) {
         }
         sql.push(&format!(" AND {cond}"));
     }
+    for range in &view.ranges {
+        let name = sql.bind(range.metric(objective));
+        let mut cond = format!(
+            "r.trial_id = t.id AND r.name = {name} AND r.last_value > -1e308 AND r.last_value < 1e308"
+        );
+        if let Some(min) = range.min {
+            cond.push_str(&format!(" AND r.last_value >= {}", sql.bind(min)));
+        }
+        if let Some(max) = range.max {
+            cond.push_str(&format!(" AND r.last_value <= {}", sql.bind(max)));
+        }
+        sql.push(&format!(
+            " AND EXISTS (SELECT 1 FROM metric_summaries r WHERE {cond})"
+        ));
+    }
 }
 
 /// `SELECT id, trial_index, phase, params_json, score` of the view's page, in its order.
-pub fn page(backend: DatabaseBackend, experiment_id: i64, goal: Goal, view: &View) -> Statement {
+pub fn page(
+    backend: DatabaseBackend,
+    experiment_id: i64,
+    goal: Goal,
+    objective: &str,
+    view: &View,
+) -> Statement {
     let mut sql = Sql::new(
         backend,
         "SELECT t.id, t.trial_index, t.phase, t.params_json, t.score FROM trials t",
@@ -196,7 +217,7 @@ pub fn page(backend: DatabaseBackend, experiment_id: i64, goal: Goal, view: &Vie
         }
         Key::Param(_) => {}
     }
-    filters(&mut sql, experiment_id, view);
+    filters(&mut sql, experiment_id, objective, view);
     if let Key::Param(path) = &view.key {
         // Missing last whatever the order; numbers before text (reversed by DESC, as in memory).
         let kind = sql.param_kind(path);
@@ -222,9 +243,14 @@ pub fn page(backend: DatabaseBackend, experiment_id: i64, goal: Goal, view: &Vie
 }
 
 /// `SELECT COUNT(*)` of the trials matching the view's filters.
-pub fn count(backend: DatabaseBackend, experiment_id: i64, view: &View) -> Statement {
+pub fn count(
+    backend: DatabaseBackend,
+    experiment_id: i64,
+    objective: &str,
+    view: &View,
+) -> Statement {
     let mut sql = Sql::new(backend, "SELECT COUNT(*) AS n FROM trials t");
-    filters(&mut sql, experiment_id, view);
+    filters(&mut sql, experiment_id, objective, view);
     sql.statement()
 }
 

@@ -452,8 +452,9 @@ enum SortOrder {
     Desc,
 }
 
-/// The trials ranked by the objective; `sort`, `order`, `phase`, `param.PATH=VALUE`, `limit` and
-/// `offset` give a filtered, sorted page of it (`orrery_core::leaderboard`), `total` counting the
+/// The trials ranked by the objective; `sort`, `order`, `phase`, `param.PATH=VALUE`,
+/// `min.KEY=X`/`max.KEY=X` (KEY `objective` or `metric:NAME`: bounds on its last value), `limit`
+/// and `offset` give a filtered, sorted page of it (`orrery_core::leaderboard`), `total` counting the
 /// matches before paging. Ranks are those of the full ranking whatever the view.
 #[utoipa::path(get, path = "/api/v1/experiments/{id}/leaderboard", tag = "experiments",
     params(("id" = i64, Path, description = "experiment id"), LeaderboardParams),

@@ -701,14 +701,20 @@ impl Store {
                 backend,
                 experiment_id,
                 experiment.goal,
+                &experiment.objective_metric,
                 &view,
             ))
             .await?;
-        let filtered = view.phase.is_some() || !view.params.is_empty();
+        let filtered = view.phase.is_some() || !view.params.is_empty() || !view.ranges.is_empty();
         let total = if filtered {
             let row = self
                 .db
-                .query_one(crate::ranking::count(backend, experiment_id, &view))
+                .query_one(crate::ranking::count(
+                    backend,
+                    experiment_id,
+                    &experiment.objective_metric,
+                    &view,
+                ))
                 .await?;
             row.map(|r| r.try_get::<i64>("", "n"))
                 .transpose()?

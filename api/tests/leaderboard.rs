@@ -89,13 +89,19 @@ async fn check(db: Db, goal: &str) {
         Some("param:model.preset"),
         Some("param:absent"),
     ];
-    let filters: [&[(&str, &str)]; 6] = [
+    let filters: [&[(&str, &str)]; 10] = [
         &[],
         &[("phase", "Succeeded")],
         &[("param.training.lr", "0.01")],
         &[("param.params.qk_layernorm", "true")],
         &[("param.model.preset", "small"), ("phase", "Diverged")],
         &[("param.training.lr", "1e-3")],
+        // Ranges on the objective and on another metric's last value (bounds inclusive; NaN,
+        // infinite and missing values never match).
+        &[("max.objective", "1.2")],
+        &[("min.objective", "1.2"), ("max.objective", "1.3")],
+        &[("min.metric:train/loss", "2.5"), ("phase", "Succeeded")],
+        &[("max.metric:nothing", "1"), ("param.training.lr", "0.01")],
     ];
     let mut compared = 0;
     for sort in sorts {
@@ -126,7 +132,7 @@ async fn check(db: Db, goal: &str) {
             }
         }
     }
-    assert_eq!(compared, 8 * 3 * 6 * 4);
+    assert_eq!(compared, 8 * 3 * 10 * 4);
 }
 
 fn point(name: &str, step: i64, value: f64) -> MetricPoint {

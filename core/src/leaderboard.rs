@@ -26,6 +26,9 @@ pub struct Query {
     pub params: BTreeMap<String, String>,
     pub limit: Option<usize>,
     pub offset: Option<usize>,
+    /// Bounds on a metric's last value, from `min.KEY=X` and `max.KEY=X` pairs (KEY `objective`
+    /// or `metric:NAME`), by KEY.
+    pub ranges: BTreeMap<String, (Option<f64>, Option<f64>)>,
 }
 
 impl Query {
@@ -49,17 +52,34 @@ impl Query {
                 "phase" => q.phase = Some(v.into()),
                 "limit" => q.limit = Some(number(k, v)?),
                 "offset" => q.offset = Some(number(k, v)?),
-                _ => match k.strip_prefix("param.") {
-                    Some(path) if !path.is_empty() => {
-                        q.params.insert(path.into(), v.into());
+                _ => {
+                    match (
+                        k.strip_prefix("param."),
+                        k.strip_prefix("min."),
+                        k.strip_prefix("max."),
+                    ) {
+                        (Some(path), _, _) if !path.is_empty() => {
+                            q.params.insert(path.into(), v.into());
+                        }
+                        (_, Some(key), _) | (_, _, Some(key)) if !key.is_empty() => {
+                            let x = v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(
+                                || format!("{k} must be a finite number (got \"{v}\")"),
+                            )?;
+                            let bounds = q.ranges.entry(key.into()).or_default();
+                            if k.starts_with("min.") {
+                                bounds.0 = Some(x);
+                            } else {
+                                bounds.1 = Some(x);
+                            }
+                        }
+                        _ => {
+                            return Err(format!(
+                                "unknown leaderboard parameter \"{k}\"; use sort, order, phase, \
+                             limit, offset, param.PATH, min.KEY or max.KEY"
+                            ))
+                        }
                     }
-                    _ => {
-                        return Err(format!(
-                            "unknown leaderboard parameter \"{k}\"; use sort, order, phase, \
-                             limit, offset or param.PATH"
-                        ))
-                    }
-                },
+                }
             }
         }
         Ok(q)
@@ -88,6 +108,29 @@ pub struct View {
     pub params: BTreeMap<String, String>,
     pub limit: usize,
     pub offset: usize,
+    pub ranges: Vec<Range>,
+}
+
+/// Keep only trials whose metric's last value is finite and within `[min, max]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Range {
+    /// The metric; `None`: the experiment's objective.
+    pub metric: Option<String>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Range {
+    /// The metric's name, given the experiment's objective metric.
+    pub fn metric<'a>(&'a self, objective: &'a str) -> &'a str {
+        self.metric.as_deref().unwrap_or(objective)
+    }
+
+    pub fn holds(&self, last: Option<f64>) -> bool {
+        last.is_some_and(|x| {
+            x.is_finite() && self.min.is_none_or(|m| x >= m) && self.max.is_none_or(|m| x <= m)
+        })
+    }
 }
 
 impl Query {
@@ -120,6 +163,19 @@ impl Query {
         if limit == 0 || limit > MAX_LIMIT {
             return Err(format!("limit must be 1 to {MAX_LIMIT} (got {limit})"));
         }
+        let mut ranges = Vec::new();
+        for (k, &(min, max)) in &self.ranges {
+            let metric = match (k.as_str(), k.strip_prefix("metric:")) {
+                ("objective", _) => None,
+                (_, Some(m)) if !m.is_empty() => Some(m.to_string()),
+                _ => {
+                    return Err(format!(
+                        "min.{k}/max.{k}: bound objective or metric:NAME (e.g. max.objective=2.5)"
+                    ))
+                }
+            };
+            ranges.push(Range { metric, min, max });
+        }
         Ok(View {
             key,
             desc,
@@ -127,6 +183,7 @@ impl Query {
             params: self.params.clone(),
             limit,
             offset: self.offset.unwrap_or(0),
+            ranges,
         })
     }
 }
@@ -189,13 +246,18 @@ fn cmp_values(a: Option<&Value>, b: Option<&Value>, desc: bool) -> Ordering {
 pub fn apply(mut board: Leaderboard, q: &Query) -> Result<Leaderboard, String> {
     let v = q.view(board.experiment.goal)?;
     let (phase, desc) = (v.phase, v.desc);
+    let last = |r: &LeaderboardRow, m: &str| r.summaries.get(m).and_then(|s| s.last);
     board.rows.retain(|r| {
         phase.is_none_or(|p| r.phase == p)
             && q.params
                 .iter()
                 .all(|(k, want)| r.params.get(k).is_some_and(|x| same_param(x, want)))
+            && v.ranges.iter().all(|range| match &range.metric {
+                // The row's objective is its objective metric's last value.
+                None => range.holds(r.objective),
+                Some(m) => range.holds(last(r, m)),
+            })
     });
-    let last = |r: &LeaderboardRow, m: &str| r.summaries.get(m).and_then(|s| s.last);
     board.rows.sort_by(|a, b| {
         let o = match &v.key {
             // Only ranked trials compete on the objective: a diverged or running trial's last
@@ -289,6 +351,36 @@ mod tests {
 
     fn q(pairs: &[(&str, &str)]) -> Query {
         Query::from_pairs(pairs.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn ranges_bound_the_objective_and_metrics_last_values() {
+        // Objectives 3.0, 1.0, 0.5 (diverged: still a value), 2.0; train/loss 9, 7, 8, 6.
+        let b = || board(Goal::Minimize);
+        let within = |pairs: &[(&str, &str)]| indices(&apply(b(), &q(pairs)).unwrap());
+        assert_eq!(within(&[("max.objective", "2")]), [1, 3, 2]);
+        assert_eq!(
+            within(&[("min.objective", "1"), ("max.objective", "2")]),
+            [1, 3]
+        );
+        assert_eq!(within(&[("min.metric:train/loss", "7.5")]), [0, 2]);
+        assert_eq!(within(&[("max.metric:absent", "1")]), Vec::<i64>::new());
+        for (pairs, error) in [
+            (
+                &[("max.objective", "x")][..],
+                "max.objective must be a finite number",
+            ),
+            (
+                &[("min.objective", "NaN")][..],
+                "min.objective must be a finite number",
+            ),
+            (&[("min.loss", "1")][..], "bound objective or metric:NAME"),
+        ] {
+            let err = Query::from_pairs(pairs.iter().copied())
+                .and_then(|q| q.view(Goal::Minimize).map(|_| ()))
+                .unwrap_err();
+            assert!(err.contains(error), "{err}");
+        }
     }
 
     #[test]

@@ -138,6 +138,18 @@ describe('pages of a finished LR sweep', () => {
     assert.match(page.url(), /param\.params\.qk_layernorm=true/);
     await page.click('text=Clear filters');
     await page.waitForFunction(() => document.getElementById('page-info')?.textContent.endsWith('of 10'));
+    // A range on the objective: only finite values within it (the diverged trials' are above).
+    const all = (await page.$$eval('#trials-table tbody td.objective', (tds) => tds.map((td) => Number(td.textContent))));
+    const sorted = [...all].sort((a, b) => a - b);
+    const bound = Number(((sorted[3] + sorted[4]) / 2).toFixed(4)); // between the 4th and 5th best
+    await page.fill('#filter-max-objective', String(bound));
+    await page.press('#filter-max-objective', 'Enter');
+    await page.waitForFunction(() => document.getElementById('page-info')?.textContent === 'Trials 1–4 of 4');
+    const kept = await page.$$eval('#trials-table tbody td.objective', (tds) => tds.map((td) => Number(td.textContent)));
+    assert.ok(kept.every((v) => v <= bound), `${kept} ≤ ${bound}`);
+    assert.match(page.url(), /max\.objective=/);
+    await page.click('text=Clear filters');
+    await page.waitForFunction(() => document.getElementById('page-info')?.textContent.endsWith('of 10'));
   });
 
   test('server-side pagination', async () => {

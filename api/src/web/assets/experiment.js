@@ -23,8 +23,12 @@ let requestSeq = 0;
 function readView() {
   const q = new URLSearchParams(location.search);
   const v = { sort: q.get('sort') || 'objective', order: q.get('order') || '', phase: q.get('phase') || '',
-    limit: Number(q.get('limit')) || 50, offset: Number(q.get('offset')) || 0, params: {} };
-  for (const [k, val] of q) if (k.startsWith('param.')) v.params[k.slice(6)] = val;
+    limit: Number(q.get('limit')) || 50, offset: Number(q.get('offset')) || 0, params: {}, ranges: {} };
+  for (const [k, val] of q) {
+    if (k.startsWith('param.')) v.params[k.slice(6)] = val;
+    const bound = k.match(/^(min|max)\.(.+)$/);
+    if (bound) (v.ranges[bound[2]] ||= {})[bound[1]] = val;
+  }
   return v;
 }
 
@@ -34,6 +38,9 @@ function viewQuery() {
   if (view.order) q.set('order', view.order);
   if (view.phase) q.set('phase', view.phase);
   for (const [k, v] of Object.entries(view.params)) if (v !== '') q.set(`param.${k}`, v);
+  for (const [k, b] of Object.entries(view.ranges)) {
+    for (const side of ['min', 'max']) if (b[side] !== undefined && b[side] !== '') q.set(`${side}.${k}`, b[side]);
+  }
   if (view.limit !== 50) q.set('limit', view.limit);
   if (view.offset) q.set('offset', view.offset);
   return q;
@@ -78,10 +85,10 @@ function columns() {
     { key: 'phase', label: 'state', cell: (r) => phaseBadge(r.phase) },
     ...[...paramNames].sort().map((p) => ({ key: `param:${p}`, label: p, sort: `param:${p}`, param: p,
       cls: 'param', cell: (r) => fmtParam(r.params[p]) })),
-    { key: 'objective', label: `${objective} (objective)`, sort: 'objective', cls: 'num objective',
+    { key: 'objective', label: `${objective} (objective)`, sort: 'objective', range: 'objective', cls: 'num objective',
       cell: (r) => fmt(r.objective) },
     ...[...metricNames].filter((m) => m !== objective).sort().map((m) => ({ key: `metric:${m}`,
-      label: m, sort: `metric:${m}`, cls: 'num', cell: (r) => fmt(r.summaries[m]?.last) })),
+      label: m, sort: `metric:${m}`, range: `metric:${m}`, cls: 'num', cell: (r) => fmt(r.summaries[m]?.last) })),
   ];
   // By default the first few other metrics are shown; the chooser reveals the rest.
   const defaultHidden = new Set(cols.filter((c) => c.key.startsWith('metric:')).slice(4).map((c) => c.key));
@@ -130,6 +137,25 @@ function filterCell(col) {
       reload({ keepFocus: `#${id}` });
     });
     td.append(input);
+  } else if (col.range) {
+    // Bounds on the last value, both inclusive; the server keeps finite values only.
+    const slug = col.range.replace(/[^a-zA-Z0-9_-]/g, '_');
+    for (const side of ['min', 'max']) {
+      const id = `filter-${side}-${slug}`;
+      const input = el('input', { type: 'text', inputmode: 'decimal', id, class: 'bound', size: 5,
+        value: view.ranges[col.range]?.[side] ?? '', placeholder: side === 'min' ? '≥ min' : '≤ max',
+        'aria-label': `${col.label}: ${side === 'min' ? 'at least' : 'at most'} (Enter to apply)` });
+      input.addEventListener('change', () => {
+        const b = (view.ranges[col.range] ||= {});
+        const v = input.value.trim();
+        if (v !== '' && !Number.isFinite(Number(v))) { input.setCustomValidity('a number'); input.reportValidity(); return; }
+        input.setCustomValidity('');
+        if (v === '') delete b[side]; else b[side] = v;
+        view.offset = 0;
+        reload({ keepFocus: `#${id}` });
+      });
+      td.append(input);
+    }
   }
   return td;
 }
@@ -199,9 +225,10 @@ function render(keepFocus) {
   const cols = columns();
   const shown = cols.filter((c) => !c.hidden);
   compareLink = el('a', { class: 'button', id: 'compare-link' });
-  const filters = Object.values(view.params).some((v) => v) || view.phase;
+  const filters = Object.values(view.params).some((v) => v) || view.phase
+    || Object.values(view.ranges).some((b) => Object.keys(b).length);
   const controls = el('div', { class: 'controls' }, chooser(cols), compareLink,
-    filters ? el('button', { type: 'button', onclick: () => { view.params = {}; view.phase = ''; view.offset = 0; reload(); } }, 'Clear filters') : null);
+    filters ? el('button', { type: 'button', onclick: () => { view.params = {}; view.ranges = {}; view.phase = ''; view.offset = 0; reload(); } }, 'Clear filters') : null);
   const table = el('table', { class: 'grid trials-table', id: 'trials-table' },
     el('caption', { class: 'sr-only' }, 'Trials; column headers sort, the second header row filters'),
     el('thead', {},
