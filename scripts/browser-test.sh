@@ -37,7 +37,7 @@ echo "==> browser tests: filling a database with a real run of tests/browser/swe
 if ! "$BIN" --db "$T/sweep.db" run tests/browser/sweep.yaml --workdir "$T/runs" >"$T/sweep.log" 2>&1; then
   cat "$T/sweep.log" >&2; exit 1
 fi
-"$BIN" --db "$T/sweep.db" serve --addr 127.0.0.1:0 2>"$T/serve.log" & pids+=($!)
+"$BIN" --db "$T/sweep.db" serve --addr 127.0.0.1:0 --workdir "$T/runs" 2>"$T/serve.log" & pids+=($!)
 export ORRERY_BASE
 ORRERY_BASE=$(await_line "$T/serve.log" 'http://127\.0\.0\.1:[0-9]+')
 

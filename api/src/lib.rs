@@ -5,12 +5,13 @@
 //! - [`routes`]: the axum router (`/api/v1/...`); `web`: the pages and their scripts;
 //! - [`auth`]: who may call what (admin, worker and read tokens);
 //! - [`openapi`]: the OpenAPI description's shared parts (`/openapi.json`);
-//! - [`events`]: live updates (server-sent events); [`telemetry`]: `/metrics`;
+//! - [`events`]: live updates (server-sent events); [`telemetry`]: `/metrics`; [`logs`]: trial logs;
 //! - [`entities`], [`migration`]: the schema.
 
 pub mod auth;
 pub mod entities;
 pub mod events;
+pub mod logs;
 pub mod migration;
 pub mod openapi;
 pub mod ranking;
@@ -25,14 +26,28 @@ use std::sync::Arc;
 pub use auth::AuthConfig;
 pub use store::{Store, StoreError};
 
+/// How a server is set up beyond its database: who may call what, and where `orrery run` wrote the
+/// trials' logs (none: the trial page says where to look instead).
+#[derive(Clone)]
+pub struct Options {
+    pub auth: AuthConfig,
+    pub logs: Option<logs::LogDir>,
+}
+
+impl From<AuthConfig> for Options {
+    fn from(auth: AuthConfig) -> Self {
+        Options { auth, logs: None }
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` resolves; in-flight requests are drained.
 pub async fn serve(
     store: Arc<Store>,
-    auth: AuthConfig,
+    options: impl Into<Options>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, routes::router(store, auth))
+    axum::serve(listener, routes::router(store, options))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -64,13 +79,14 @@ pub async fn shutdown_signal() {
 /// Binds `addr` (port 0 picks a free port) and serves in the background; returns the bound address.
 pub async fn spawn(
     store: Arc<Store>,
-    auth: AuthConfig,
+    options: impl Into<Options>,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    let options = options.into();
     let handle = tokio::spawn(async move {
-        if let Err(e) = serve(store, auth, listener, std::future::pending()).await {
+        if let Err(e) = serve(store, options, listener, std::future::pending()).await {
             tracing::error!(error = %e, "API server stopped");
         }
     });

@@ -23,6 +23,7 @@ use orrery_core::schedule::TrialPhase;
 
 use crate::auth::{self, AuthConfig, Denied};
 use crate::events::Event;
+use crate::logs::{LogDir, LogFile};
 use crate::openapi;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Telemetry;
@@ -104,6 +105,17 @@ pub(crate) type ApiResult<T> = Result<T, ApiError>;
 pub struct AppState {
     pub store: Arc<Store>,
     pub telemetry: Arc<Telemetry>,
+    pub logs: Logs,
+}
+
+/// Where the trials' logs are, if this server knows (`crate::logs`).
+#[derive(Clone)]
+pub struct Logs(pub Option<Arc<LogDir>>);
+
+impl FromRef<AppState> for Logs {
+    fn from_ref(s: &AppState) -> Self {
+        s.logs.clone()
+    }
 }
 
 impl FromRef<AppState> for Arc<Store> {
@@ -121,10 +133,12 @@ impl FromRef<AppState> for Arc<Telemetry> {
 /// The whole HTTP surface. The REST routes are collected with their OpenAPI descriptions (one
 /// declaration per handler: the route the router serves is the route the document describes);
 /// the description itself is served at `/openapi.json`.
-pub fn router(store: Arc<Store>, auth: AuthConfig) -> Router {
+pub fn router(store: Arc<Store>, options: impl Into<crate::Options>) -> Router {
+    let crate::Options { auth, logs } = options.into();
     let state = AppState {
         store: store.clone(),
         telemetry: Arc::new(Telemetry::default()),
+        logs: Logs(logs.map(Arc::new)),
     };
     let (api, doc) = rest();
     let doc: Arc<str> = serde_json::to_string(&doc)
@@ -171,6 +185,7 @@ fn rest() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(get_trial))
         .routes(routes!(trial_history))
         .routes(routes!(trial_summaries))
+        .routes(routes!(trial_logs))
         .routes(routes!(set_trial_state))
         .routes(routes!(mint_trial_token))
         .routes(routes!(metric_history, ingest))
@@ -590,6 +605,41 @@ async fn trial_summaries(
     Path(id): Path<i64>,
 ) -> ApiResult<impl IntoResponse> {
     Ok(Json(store.trial_summaries(id).await?))
+}
+
+/// The log file of each of the trial's attempts, where this server knows the work folder of the
+/// `orrery run` that ran it; empty otherwise (on a cluster: `kubectl logs`).
+#[utoipa::path(get, path = "/api/v1/trials/{id}/logs", tag = "trials",
+    params(("id" = i64, Path, description = "trial id")),
+    responses(
+        (status = 200, body = Vec<LogFile>),
+        (status = 404, description = "no such trial", body = ErrorBody),
+    ))]
+async fn trial_logs(
+    State(store): State<Arc<Store>>,
+    State(Logs(logs)): State<Logs>,
+    Path(id): Path<i64>,
+) -> ApiResult<impl IntoResponse> {
+    let found = trial_log_dir(&store, logs.as_deref(), id).await?;
+    Ok(Json(
+        found
+            .map(|dir| LogDir::attempts(&dir, id))
+            .unwrap_or_default(),
+    ))
+}
+
+/// The trial's folder of logs, if this server knows where they are and they are there.
+pub(crate) async fn trial_log_dir(
+    store: &Store,
+    logs: Option<&LogDir>,
+    id: i64,
+) -> Result<Option<std::path::PathBuf>, StoreError> {
+    let t = store.trial(id).await?;
+    let Some(logs) = logs else {
+        return Ok(None);
+    };
+    let e = store.experiment(t.experiment_id).await?;
+    Ok(logs.trial_dir(e.id, &e.created_at, t.index, t.started_at.as_deref()))
 }
 
 /// A worker or executor reports the trial's phase. A finished trial cannot move again.

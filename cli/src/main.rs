@@ -87,10 +87,13 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         top: usize,
     },
-    /// Serve the API and the leaderboard pages.
+    /// Serve the API and the web pages.
     Serve {
         #[arg(long, env = "ORRERY_ADDR", default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
+        /// The work folder of `orrery run` (its trials' logs are linked from the trial pages).
+        #[arg(long, env = "ORRERY_WORKDIR", default_value = ".orrery/runs")]
+        workdir: PathBuf,
         #[command(flatten)]
         access: orrery_api::auth::AccessArgs,
     },
@@ -225,12 +228,11 @@ async fn cmd_run(
     let workdir = std::path::absolute(&workdir)?;
     let store = Arc::new(open_store(db).await?);
     let exp = store.create_experiment(&text, &loaded).await?;
-    let (addr, _server) = orrery_api::spawn(
-        store.clone(),
-        orrery_api::AuthConfig::local(),
-        "127.0.0.1:0".parse()?,
-    )
-    .await?;
+    let options = orrery_api::Options {
+        auth: orrery_api::AuthConfig::local(),
+        logs: Some(orrery_api::logs::LogDir::new(&workdir)),
+    };
+    let (addr, _server) = orrery_api::spawn(store.clone(), options, "127.0.0.1:0".parse()?).await?;
     let mut policy = Policy::from_spec(&loaded.experiment.spec);
     if let Some(p) = parallel {
         policy.parallelism = p.max(1);
@@ -341,15 +343,25 @@ async fn main() -> anyhow::Result<ExitCode> {
             device,
             top,
         } => cmd_run(&db, &spec, parallel, workdir, device, top).await,
-        Command::Serve { addr, access } => {
+        Command::Serve {
+            addr,
+            workdir,
+            access,
+        } => {
             let (auth, auth_line) = access.load()?;
+            let options = orrery_api::Options {
+                auth,
+                logs: Some(orrery_api::logs::LogDir::new(std::path::absolute(
+                    &workdir,
+                )?)),
+            };
             let store = Arc::new(open_store(&db).await?);
             let listener = tokio::net::TcpListener::bind(addr).await?;
             eprintln!(
                 "Orrery API and leaderboard at http://{}/ (database {db}; {auth_line})",
                 listener.local_addr()?,
             );
-            orrery_api::serve(store, auth, listener, orrery_api::shutdown_signal()).await?;
+            orrery_api::serve(store, options, listener, orrery_api::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plot { experiment, out } => {

@@ -241,6 +241,11 @@ describe('pages of a finished LR sweep', () => {
     assert.deepEqual(history, ['Pending', 'Running', 'Succeeded']);
     assert.match(await page.textContent('#params'), /training\.lr/);
     await shot('trial');
+    // The log of its one attempt, as the worker wrote it.
+    await page.click('#logs a');
+    assert.match(await page.textContent('body'), /starting trial[\s\S]*trial succeeded/);
+    assert.equal(await page.evaluate(() => document.contentType), 'text/plain');
+    await page.goBack();
   });
 
   test('bad addresses get a clear answer', async () => {

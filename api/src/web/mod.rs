@@ -18,7 +18,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::routes::{ApiError, AppState};
+use crate::logs::LogDir;
+use crate::routes::{trial_log_dir, ApiError, AppState, Logs};
 use crate::store::{Store, StoreError};
 
 pub fn routes() -> Router<AppState> {
@@ -27,7 +28,10 @@ pub fn routes() -> Router<AppState> {
         .route("/experiments/{id}", get(experiment))
         .route("/experiments/{id}/compare", get(compare))
         .route("/trials/{id}", get(trial))
+        .route("/trials/{id}/logs/{attempt}", get(log))
         .route("/assets/{name}", get(asset))
+        // Browsers ask for it on pages without a <link rel=icon> (the plain-text logs).
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
 }
 
 /// Pages show live data: never cached.
@@ -93,6 +97,45 @@ async fn trial(State(store): State<Arc<Store>>, Path(id): Path<i64>) -> PageResu
 async fn compare(State(store): State<Arc<Store>>, Path(id): Path<i64>) -> PageResult {
     let e = store.experiment(id).await.map_err(error_page)?;
     Ok(page(pages::compare(&e)))
+}
+
+/// One attempt's log as plain text (its last MiB when longer).
+async fn log(
+    State(store): State<Arc<Store>>,
+    State(Logs(logs)): State<Logs>,
+    Path((id, attempt)): Path<(i64, u32)>,
+) -> PageResult {
+    let dir = trial_log_dir(&store, logs.as_deref(), id)
+        .await
+        .map_err(error_page)?;
+    let missing = |why: String| {
+        let status = StatusCode::NOT_FOUND;
+        (status, Html(pages::error(status, &why))).into_response()
+    };
+    let dir = dir.ok_or_else(|| {
+        missing(format!(
+            "No logs of trial {id} here: this server was not started with the work folder \
+             `orrery run` wrote them to (orrery serve --workdir DIR), or they were removed. \
+             On a cluster, read the Pod's log with kubectl logs."
+        ))
+    })?;
+    let (mut body, cut) = LogDir::read_tail(&dir, attempt)
+        .map_err(|_| missing(format!("Trial {id} has no log of attempt {attempt}.")))?;
+    if cut {
+        let note = format!(
+            "[… the start is cut: the last {} bytes follow]\n",
+            crate::logs::MAX_SERVED_BYTES
+        );
+        body.splice(0..0, note.into_bytes());
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {

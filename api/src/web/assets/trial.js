@@ -63,11 +63,14 @@ async function drawFacts() {
     el('thead', {}, el('tr', {}, ['state', 'attempts', 'at', 'message'].map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, hist.map((h) => el('tr', {}, el('td', {}, phaseBadge(h.phase)), el('td', { class: 'num' }, h.attempts),
       el('td', { class: 'muted' }, h.at), el('td', {}, h.message || ''))))));
-  const attempt = Math.max(1, t.attempts);
-  document.getElementById('logs').replaceChildren(el('p', {},
-    'Each attempt logs to its own file: with ', el('code', {}, 'orrery run'), ', ',
-    el('code', {}, `.orrery/runs/${t.experiment_id}-*/trial-${t.index}/attempt-${attempt}.log`),
-    '; on a cluster, ', el('code', {}, `kubectl logs -l orrery.dev/trial=${data.name}-${t.index}`), '.'));
+  const logs = await api(`/api/v1/trials/${trialId}/logs`);
+  document.getElementById('logs').replaceChildren(logs.length
+    ? el('ul', { class: 'logs' }, logs.map((f) => el('li', {},
+      el('a', { href: f.url }, `attempt ${f.attempt}`), ` (${(f.bytes / 1024).toFixed(1)} KiB)`)))
+    : el('p', { class: 'muted' }, 'No log files here: ', el('code', {}, 'orrery run'),
+      ' writes one per attempt under its work folder (this server links them when started with ',
+      el('code', {}, 'orrery serve --workdir'), '); on a cluster: ',
+      el('code', {}, `kubectl logs -l orrery.dev/trial=${data.name}-${t.index}`), '.'));
   document.getElementById('config').replaceChildren(el('details', {}, el('summary', {}, 'Resolved configuration (JSON)'),
     el('pre', {}, JSON.stringify(t.config, null, 2))));
 }
