@@ -6,7 +6,8 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 
 const BASE = process.env.ORRERY_BASE;
@@ -18,6 +19,7 @@ mkdirSync(ART, { recursive: true });
 let browser;
 let page;
 const errors = [];
+const visited = {}; // page kind -> address, for the accessibility checks
 
 before(async () => {
   browser = await chromium.launch({
@@ -106,6 +108,7 @@ describe('pages of a finished LR sweep', () => {
     assert.deepEqual((await texts('#trials-table tbody tr td:nth-child(4)')).slice(8), ['Diverged', 'Diverged']);
     await page.waitForFunction(() => Number(document.querySelector('#panel canvas')?.dataset.points) > 0);
     await shot('experiment');
+    visited.experiment = page.url();
   });
 
   test('sorting by a parameter, with the mouse and the keyboard', async () => {
@@ -202,6 +205,7 @@ describe('pages of a finished LR sweep', () => {
     assert.ok(diffRows.includes('training.lr'), `training.lr differs: ${diffRows}`);
     assert.equal(await page.locator('#compare-summary tbody tr').count(), 3);
     await shot('compare');
+    visited.compare = page.url();
     await page.selectOption('#compare-metric', 'train/loss');
     await page.waitForFunction(() => document.querySelector('#compare figcaption')?.textContent.startsWith('train/loss'));
     await page.waitForFunction(() => Number(document.querySelector('#compare canvas')?.dataset.points) > 0);
@@ -241,6 +245,7 @@ describe('pages of a finished LR sweep', () => {
     assert.deepEqual(history, ['Pending', 'Running', 'Succeeded']);
     assert.match(await page.textContent('#params'), /training\.lr/);
     await shot('trial');
+    visited.trial = page.url();
     // The log of its one attempt, as the worker wrote it.
     await page.click('#logs a');
     assert.match(await page.textContent('body'), /starting trial[\s\S]*trial succeeded/);
@@ -256,6 +261,26 @@ describe('pages of a finished LR sweep', () => {
     assert.equal(c.status(), 200);
     await page.waitForSelector('#compare[data-ready]');
     assert.match(await page.textContent('#compare'), /Pick two or more trials/);
+  });
+
+  test('accessibility: no serious or critical WCAG 2 A/AA violations (axe-core)', async () => {
+    const axe = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+    visited.experiments = BASE;
+    const found = [];
+    for (const [kind, url] of Object.entries(visited)) {
+      await page.goto(url);
+      await page.waitForSelector('#trials[data-ready], #curves[data-ready], #compare[data-ready], #experiments');
+      await page.addScriptTag({ path: axe });
+      const r = await page.evaluate(async () => {
+        const res = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
+        return { passes: res.passes.length, violations: res.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help })) };
+      });
+      assert.ok(r.passes > 5, `axe ran its rules on the ${kind} page`);
+      for (const v of r.violations) found.push({ kind, ...v });
+    }
+    writeFileSync(`${ART}/accessibility.json`, JSON.stringify(found, null, 1));
+    assert.equal(Object.keys(visited).length, 4);
+    assert.deepEqual(found.filter((v) => v.impact === 'serious' || v.impact === 'critical'), [], JSON.stringify(found));
   });
 
   test('no script errors on any page', () => {
