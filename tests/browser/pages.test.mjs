@@ -238,6 +238,10 @@ describe('pages of a finished LR sweep', () => {
     assert.ok(zoomed > 0 && zoomed < n, `zoomed in: ${zoomed} of ${n} points`);
     await page.dblclick(loss);
     assert.equal(await points(loss), n);
+    await page.fill('#metric-filter', 'eval/loss');
+    const shown = await page.$$eval('figure[data-metric]', (fs) => fs.filter((f) => !f.hidden).map((f) => f.dataset.metric));
+    assert.ok(shown.length >= 1 && shown.every((m) => m.includes('eval/loss')), `${shown}`);
+    await page.fill('#metric-filter', '');
     await page.uncheck('#log-y');
     await page.fill('#smoothing', '0');
     await page.dispatchEvent('#smoothing', 'input');

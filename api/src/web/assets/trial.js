@@ -13,8 +13,7 @@ let options = { logX: false, logY: false, smoothing: 0 };
 
 /** Objective first, then the rest by name. */
 function ordered(names) {
-  return [...names].sort((a, b) => (a === data.objective) - (b === data.objective) || 0)
-    .sort((a, b) => (b === data.objective) - (a === data.objective) || a.localeCompare(b));
+  return [...names].sort((a, b) => (b === data.objective) - (a === data.objective) || a.localeCompare(b));
 }
 
 async function drawMetric(name) {
@@ -35,17 +34,17 @@ async function drawCurves(names) {
   const all = ordered(Object.keys(summaries));
   if (!all.length) {
     curves.replaceChildren(el('p', { class: 'empty' }, 'No metrics reported yet.'));
+    curves.dataset.ready = 'true';
     return;
   }
   curves.querySelector('p.empty')?.remove();
-  for (const n of all.filter((n) => !charts.has(n))) curves.append(el('span', { hidden: true, dataset: { slot: n } }));
   await Promise.all((names || all).filter((n) => all.includes(n)).map(drawMetric));
   for (const n of all) {
     // Keep the charts in order whatever order their data arrived in.
     const fig = curves.querySelector(`figure[data-metric="${CSS.escape(n)}"]`);
     if (fig) curves.append(fig);
   }
-  curves.querySelectorAll('span[data-slot]').forEach((s) => s.remove());
+  applyFilter();
   curves.dataset.ready = 'true';
 }
 
@@ -77,8 +76,15 @@ async function drawFacts() {
 
 function redrawAll() { for (const c of charts.values()) c.set(options); }
 
-document.getElementById('chart-controls').append(chartControls(options, (o) => { options = o; redrawAll(); },
-  () => { for (const c of charts.values()) c.resetZoom(); }));
+// A trial logs dozens of metrics: a filter narrows the charts to the names that match.
+const filter = el('input', { type: 'search', id: 'metric-filter', placeholder: 'e.g. loss', 'aria-label': 'Show metrics whose name contains' });
+function applyFilter() {
+  const want = filter.value.trim().toLowerCase();
+  for (const fig of curves.querySelectorAll('figure[data-metric]')) fig.hidden = !fig.dataset.metric.toLowerCase().includes(want);
+}
+filter.addEventListener('input', applyFilter);
+document.getElementById('chart-controls').append(el('label', {}, 'Metrics ', filter),
+  chartControls(options, (o) => { options = o; redrawAll(); }, () => { for (const c of charts.values()) c.resetZoom(); }));
 
 Promise.all([drawFacts(), drawCurves()]).catch((err) => showError(curves, err));
 
