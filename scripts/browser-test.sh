@@ -18,7 +18,8 @@ export ORRERY_ARTIFACTS=${ORRERY_ARTIFACTS:-$PWD/target/browser-artifacts}
 T=$(mktemp -d /tmp/orrery-browser.XXXXXX)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # SIGINT: `orrery run` stops its workers and marks their trials Cancelled (as Ctrl-C does).
+  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$T"
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
@@ -34,9 +34,16 @@ pub fn routes() -> Router<AppState> {
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
 }
 
-/// Pages show live data: never cached.
+/// Pages show live data: never cached; never sniffed as anything but what they say they are.
 fn page(html: String) -> Response {
-    ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        Html(html),
+    )
+        .into_response()
 }
 
 /// A page that cannot be shown answers as a page too (the API's status, its message).
@@ -63,25 +70,21 @@ async fn experiment(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> PageResult {
     // The page's address carries the table's view in the API's own terms (sort, order, phase,
-    // param.PATH, limit, offset); a view the API refuses falls back to the default one.
-    let mut query = orrery_core::leaderboard::Query::from_pairs(
+    // param.PATH, min./max.KEY, limit, offset). An address the API would refuse is sent to the
+    // default view, so the address bar never holds a view the page cannot show.
+    let default_view = || Redirect::to(&format!("/experiments/{id}")).into_response();
+    let Ok(mut query) = orrery_core::leaderboard::Query::from_pairs(
         pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    )
-    .unwrap_or_default();
+    ) else {
+        return Err(default_view());
+    };
     if query.limit.is_none() {
         query.limit = Some(pages::DEFAULT_PAGE_ROWS);
     }
     let board = match store.leaderboard_view(id, &query).await {
-        Err(StoreError::Invalid(_)) => {
-            let query = orrery_core::leaderboard::Query {
-                limit: Some(pages::DEFAULT_PAGE_ROWS),
-                ..Default::default()
-            };
-            store.leaderboard_view(id, &query).await
-        }
-        other => other,
-    }
-    .map_err(error_page)?;
+        Err(StoreError::Invalid(_)) if !pairs.is_empty() => return Err(default_view()),
+        other => other.map_err(error_page)?,
+    };
     Ok(page(pages::experiment(&board)))
 }
 
@@ -132,6 +135,7 @@ async fn log(
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         body,
     )

@@ -15,11 +15,15 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// JSON for a `<script type="application/json">` element: `</` cannot end the element early.
+/// JSON for a `<script type="application/json">` element. `<`, `>` and `&` are written as JSON
+/// escapes, so no string in it (a parameter value, a message) can end the element (`</script>`)
+/// or switch the parser's script states (`<!--`); `JSON.parse` reads them back unchanged.
 fn embedded_json(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v)
         .expect("DTOs serialise")
-        .replace("</", "<\\/")
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
 }
 
 /// `crumbs`: the links above the heading; `data`: attributes for `<main>`; `module`: the page's
@@ -40,7 +44,7 @@ fn page(title: &str, crumbs: &[(String, String)], data: &str, body: &str, module
 <link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/assets/orrery.css\"></head><body>\
 <header class=\"top\"><nav aria-label=\"Breadcrumb\">{nav}</nav>\
 <span id=\"live\" class=\"live\" role=\"status\" aria-live=\"polite\"></span></header>\
-<main id=\"main\"{data}>{body}</main>\
+<main id=\"main\"{data}><div id=\"notice\" class=\"notice\" role=\"alert\"></div>{body}</main>\
 <script type=\"module\" src=\"/assets/{module}\"></script></body></html>",
         t = esc(title)
     )
@@ -121,8 +125,8 @@ fn goal_word(e: &ExperimentDto) -> &'static str {
 
 fn experiment_heading(e: &ExperimentDto) -> String {
     format!(
-        "<h1>{n}</h1><p class=\"meta\" id=\"exp-meta\">experiment {id} · {w} · {p} · {g} · objective \
-         <code>{m}</code> ({goal})</p>",
+        "<h1>{n}</h1><p class=\"meta\" id=\"exp-meta\">experiment {id} · {w} · {p} · \
+         <span class=\"counts\">{g}</span> · objective <code>{m}</code> ({goal})</p>",
         n = esc(&e.name),
         id = e.id,
         w = esc(&e.workload),
@@ -148,6 +152,7 @@ pub fn experiment(board: &Leaderboard) -> String {
     let e = &board.experiment;
     let body = format!(
         "{h}<section aria-labelledby=\"trials-h\"><h2 id=\"trials-h\">Trials</h2>\
+<p id=\"table-status\" class=\"sr-only\" role=\"status\" aria-live=\"polite\"></p>\
 <div id=\"trials\" class=\"trials\"><p class=\"muted\">Loading the trials table…</p></div></section>\
 <section aria-labelledby=\"panel-h\"><h2 id=\"panel-h\">{w} panel</h2><div id=\"panel\" class=\"panel\">\
 <p class=\"muted\">Loading…</p></div></section>\
@@ -206,4 +211,21 @@ pub fn error(status: axum::http::StatusCode, message: &str) -> String {
         esc(message)
     );
     page(&status.to_string(), &[], "", &body, "common.js")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_json_cannot_leave_its_script_element() {
+        let v = serde_json::json!({"message": "<!--<script></script>&"});
+        let text = embedded_json(&v);
+        assert!(
+            !text.contains('<') && !text.contains('>') && !text.contains('&'),
+            "{text}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, v);
+    }
 }

@@ -21,25 +21,45 @@ export function smooth(points, weight) {
   return out;
 }
 
+/** At most this many ticks per axis, whatever the range (a guard against degenerate spans). */
+const MAX_TICKS = 50;
+
 /** About `count` round tick values covering [lo, hi]. */
 function linearTicks(lo, hi, count) {
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [];
   const span = hi - lo || Math.abs(hi) || 1;
   const raw = span / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || 10 * mag;
+  const start = Math.ceil(lo / step) * step;
+  // An integer counter: `t += step` stalls when step is below the float spacing at t.
   const ticks = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
+  for (let i = 0; i < MAX_TICKS; i++) {
+    const t = start + i * step;
+    if (t > hi + step * 1e-9) break;
+    const rounded = Number(t.toPrecision(12));
+    if (ticks.length && rounded === ticks[ticks.length - 1]) break;
+    ticks.push(rounded);
+  }
   return ticks;
 }
 
 /** Ticks for a log axis given [log10 lo, log10 hi]: powers of ten, or linear ticks when narrow. */
 function logTicks(lo, hi) {
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [];
   if (hi - lo < 1) return linearTicks(10 ** lo, 10 ** hi, 4).filter((t) => t > 0).map(Math.log10);
   const step = Math.max(1, Math.ceil((hi - lo) / 6));
   const ticks = [];
-  for (let e = Math.ceil(lo); e <= Math.floor(hi); e += step) ticks.push(e);
+  for (let e = Math.ceil(lo); e <= Math.floor(hi) && ticks.length < MAX_TICKS; e += step) ticks.push(e);
   return ticks;
 }
+
+/** Dash patterns, so that series differ by more than colour. */
+const DASHES = [[], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3]];
+const DASH_NAMES = ['solid', 'dashed', 'dotted', 'dash-dot', 'sparse dots'];
+
+/** The line style of series `i` of `n`, in words (none for a lone series). */
+export const dashName = (i, n) => (n > 1 ? DASH_NAMES[i % DASHES.length] : '');
 
 function tickLabel(v) {
   const a = Math.abs(v);
@@ -57,22 +77,54 @@ export class LineChart {
     this.canvas = canvas;
     this.opts = { height: 220, ...opts };
     this.series = [];
-    this.zoom = null; // [x0, x1] in data units
+    this.zoom = null; // [x0, x1] in axis units (log10 of x under log x)
     this.drag = null;
     this.hover = null;
     canvas.tabIndex = 0;
+    this.baseLabel = canvas.getAttribute('aria-label');
     canvas.style.height = `${this.opts.height}px`;
-    canvas.addEventListener('mousedown', (e) => { this.drag = { from: this.px(e), to: this.px(e) }; });
-    canvas.addEventListener('mousemove', (e) => {
+    // Listeners end with the chart: `destroy()` (or the canvas leaving the page) aborts them.
+    this.abort = new AbortController();
+    const on = (target, type, fn) => target.addEventListener(type, fn, { signal: this.abort.signal });
+    on(canvas, 'mousedown', (e) => { this.drag = { from: this.px(e), to: this.px(e) }; });
+    on(canvas, 'mousemove', (e) => {
       if (this.drag) this.drag.to = this.px(e);
       else this.hover = this.px(e);
       this.draw();
     });
-    canvas.addEventListener('mouseleave', () => { this.hover = null; this.draw(); });
-    window.addEventListener('mouseup', () => this.endDrag());
-    canvas.addEventListener('dblclick', () => this.resetZoom());
-    canvas.addEventListener('keydown', (e) => { if (e.key === 'Escape' || e.key === '0') this.resetZoom(); });
-    new ResizeObserver(() => this.draw()).observe(canvas);
+    on(canvas, 'mouseleave', () => { this.hover = null; this.draw(); });
+    on(window, 'mouseup', () => this.endDrag());
+    on(canvas, 'dblclick', () => this.resetZoom());
+    on(canvas, 'keydown', (e) => this.key(e));
+    this.resize = new ResizeObserver(() => (canvas.isConnected ? this.draw() : this.destroy()));
+    this.resize.observe(canvas);
+  }
+
+  destroy() {
+    this.abort.abort();
+    this.resize.disconnect();
+  }
+
+  /** Keyboard zoom and pan: + and − zoom x around the middle, ← and → pan, 0 or Escape reset. */
+  key(e) {
+    const f = this.frame;
+    if (e.key === 'Escape' || e.key === '0') { this.resetZoom(); return; }
+    if (!f || !['+', '=', '-', '_', 'ArrowLeft', 'ArrowRight'].includes(e.key)) return;
+    e.preventDefault();
+    const [a, b] = f.domain;
+    const mid = (a + b) / 2;
+    const half = (b - a) / 2;
+    if (e.key === '+' || e.key === '=') this.setZoom([mid - half / 2, mid + half / 2]);
+    else if (e.key === '-' || e.key === '_') this.setZoom([mid - half * 2, mid + half * 2]);
+    else this.setZoom(e.key === 'ArrowLeft' ? [a - half / 2, b - half / 2] : [a + half / 2, b + half / 2]);
+  }
+
+  /** Zooms to [a, b] in axis units, never narrower than the float spacing allows to draw. */
+  setZoom([a, b]) {
+    const min = Math.max(Math.abs(a), Math.abs(b), 1) * 1e-9;
+    if (!(b - a > min)) return;
+    this.zoom = [a, b];
+    this.draw();
   }
 
   px(e) {
@@ -81,9 +133,26 @@ export class LineChart {
   }
 
   /** @param {{label: string, color?: string, points: [number, number][]}[]} series */
-  setSeries(series) { this.series = series; this.draw(); }
+  setSeries(series) {
+    this.series = series;
+    // The text alternative: what a reader of the chart would take from it at a glance.
+    const said = series.map((s) => {
+      const pts = s.points.filter(([, y]) => Number.isFinite(y));
+      if (!pts.length) return `${s.label}: no finite points`;
+      const ys = pts.map(([, y]) => y);
+      const [x, y] = pts[pts.length - 1];
+      return `${s.label}: ${pts.length} points, last ${tickLabel(y)} at ${tickLabel(x)}, min ${tickLabel(Math.min(...ys))}, max ${tickLabel(Math.max(...ys))}`;
+    });
+    this.canvas.setAttribute('aria-label', `${this.baseLabel || ''} ${said.join('; ')}`.trim());
+    this.draw();
+  }
 
-  set(opts) { Object.assign(this.opts, opts); this.draw(); }
+  set(opts) {
+    // A zoom is in the axis's units: it means nothing once the x scale changes.
+    if ('logX' in opts && opts.logX !== this.opts.logX) this.zoom = null;
+    Object.assign(this.opts, opts);
+    this.draw();
+  }
 
   resetZoom() { this.zoom = null; this.draw(); }
 
@@ -93,7 +162,7 @@ export class LineChart {
     if (!d || !this.frame) return;
     if (Math.abs(d.to[0] - d.from[0]) > 4) {
       const [a, b] = [d.from[0], d.to[0]].map((p) => this.frame.invX(p));
-      this.zoom = [Math.min(a, b), Math.max(a, b)];
+      this.setZoom([Math.min(a, b), Math.max(a, b)]);
     }
     this.draw();
   }
@@ -156,7 +225,7 @@ export class LineChart {
     const ph = h - m.t - m.b;
     const X = (v) => m.l + ((v - x0) / (x1 - x0)) * pw;
     const Y = (v) => m.t + (1 - (v - y0) / (y1 - y0)) * ph;
-    this.frame = { invX: (p) => x0 + ((p - m.l) / pw) * (x1 - x0) };
+    this.frame = { invX: (p) => x0 + ((p - m.l) / pw) * (x1 - x0), domain: [x0, x1] };
     // Axes and grid.
     g.strokeStyle = '#e3e3e3';
     g.fillStyle = '#444';
@@ -181,10 +250,11 @@ export class LineChart {
     // Series, clipped to the plot; a non-finite point breaks the line.
     g.save();
     g.beginPath(); g.rect(m.l, m.t, pw, ph); g.clip();
-    for (const s of series) {
+    series.forEach((s, i) => {
       g.strokeStyle = s.color;
       g.fillStyle = s.color;
       g.lineWidth = 1.6;
+      g.setLineDash(series.length > 1 ? DASHES[i % DASHES.length] : []);
       g.beginPath();
       let open = false;
       for (const p of s.points) {
@@ -194,10 +264,11 @@ export class LineChart {
         open = true;
       }
       g.stroke();
+      g.setLineDash([]);
       if (this.opts.markers) {
         for (const p of s.points) if (ok(p)) { g.beginPath(); g.arc(X(p[0]), Y(p[1]), 3, 0, 7); g.fill(); }
       }
-    }
+    });
     g.restore();
     if (this.drag) {
       g.fillStyle = 'rgba(31,111,180,0.15)';
@@ -234,7 +305,7 @@ export class LineChart {
 export function chartFigure(title, opts = {}) {
   const canvas = document.createElement('canvas');
   canvas.setAttribute('role', 'img');
-  canvas.setAttribute('aria-label', `${title} chart; drag to zoom, double-click or Escape to reset`);
+  canvas.setAttribute('aria-label', `${title} chart; drag, or + and − and arrow keys, to zoom and pan; double-click or Escape resets`);
   const fig = document.createElement('figure');
   fig.className = 'chart';
   const cap = document.createElement('figcaption');
@@ -253,6 +324,8 @@ export function legend(series) {
     sw.className = 'swatch';
     sw.style.background = s.color || color(i);
     li.append(sw, s.label);
+    const dash = dashName(i, series.length);
+    if (dash) li.append(` (${dash})`);
     ul.append(li);
   });
   return ul;

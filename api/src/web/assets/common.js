@@ -52,6 +52,14 @@ export function showError(target, err) {
   target.replaceChildren(el('p', { class: 'error', role: 'alert' }, String(err.message || err)));
 }
 
+/** Says something went wrong at the top of the page, leaving the page as it is; `null` clears it. */
+export function notice(err) {
+  const n = document.getElementById('notice');
+  if (!n) return;
+  n.replaceChildren(...(err ? [el('p', { class: 'error' }, String(err.message || err))] : []));
+  if (err) console.error(err);
+}
+
 /**
  * Subscribes to an SSE stream and calls `refresh(events)` at most once per `ms`, with the events
  * received since the last call (an empty list after `lagged`: re-read everything). The header's
@@ -68,8 +76,19 @@ export function live(url, refresh, ms = 700) {
     if (!timer) timer = setTimeout(flush, ms);
   };
   for (const kind of ['experiment', 'trial', 'metrics', 'lagged']) src.addEventListener(kind, onEvent);
-  src.onopen = () => { if (status) { status.textContent = '● live'; status.dataset.state = 'open'; } };
-  src.onerror = () => { if (status) { status.textContent = '○ reconnecting'; status.dataset.state = 'error'; } };
+  let opened = false;
+  src.onopen = () => {
+    if (status) { status.textContent = '● live'; status.dataset.state = 'open'; }
+    // Events sent while the stream was down are lost: after a reconnect, re-read everything.
+    if (opened) onEvent({ type: 'lagged' });
+    opened = true;
+  };
+  src.onerror = () => {
+    if (!status) return;
+    const closed = src.readyState === EventSource.CLOSED;
+    status.textContent = closed ? '○ offline: reload the page for live updates' : '○ reconnecting';
+    status.dataset.state = 'error';
+  };
   return src;
 }
 

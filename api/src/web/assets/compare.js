@@ -2,8 +2,8 @@
 // differences between their configurations. Trials come from the address (?trials=ID,ID,...),
 // which the experiment page's "Compare selected" link fills.
 
-import { api, el, fmt, fmtParam, live, pageData, showError } from './common.js';
-import { chartControls, chartFigure, color } from './chart.js';
+import { api, el, fmt, fmtParam, live, notice, pageData, showError } from './common.js';
+import { chartControls, chartFigure, color, dashName } from './chart.js';
 
 const data = pageData();
 const expId = Number(data.experiment);
@@ -32,24 +32,36 @@ function setAddress() {
   history.replaceState(null, '', `?${q.toString().replace(/%2C/g, ',')}`);
 }
 
+let loadSeq = 0;
+/** Reads the trials in `ids`; the newest call wins (an older answer may hold a removed trial). */
 async function load() {
-  const loaded = await Promise.all(ids.map(async (id) => {
+  const seq = ++loadSeq;
+  const want = [...ids];
+  const loaded = await Promise.all(want.map(async (id) => {
     const [trial, summaries] = await Promise.all([api(`/api/v1/trials/${id}`), api(`/api/v1/trials/${id}/summaries`)]);
     if (trial.experiment_id !== expId) throw new Error(`trial ${id} belongs to experiment ${trial.experiment_id}, not this one`);
     return { trial, summaries };
   }));
+  if (seq !== loadSeq) return false;
   trials = loaded.sort((a, b) => a.trial.index - b.trial.index);
+  return true;
 }
 
+let drawSeq = 0;
+/** Draws `metric` of `trials` into the chart on screen; an answer for an older choice is dropped. */
 async function drawChart() {
-  const histories = await Promise.all(trials.map((t) =>
-    api(`/api/v1/trials/${t.trial.id}/metrics?name=${encodeURIComponent(metric)}&maxPoints=${MAX_POINTS}`)));
-  chart.setSeries(trials.map((t, i) => ({ label: `#${t.trial.index}`, color: color(i),
+  const seq = ++drawSeq;
+  const [target, shownTrials, name] = [chart, trials, metric];
+  const histories = await Promise.all(shownTrials.map((t) =>
+    api(`/api/v1/trials/${t.trial.id}/metrics?name=${encodeURIComponent(name)}&maxPoints=${MAX_POINTS}`)));
+  if (seq !== drawSeq) return;
+  target.setSeries(shownTrials.map((t, i) => ({ label: `#${t.trial.index}`, color: color(i),
     points: histories[i].map((p) => [p.step, Number(p.value)]) })));
   root.dataset.ready = 'true';
 }
 
-function render() {
+/** Draws the view; `focus` (a selector) gets the focus back in the new one. */
+function render(focus) {
   if (trials.length < 2) {
     root.replaceChildren(el('p', { class: 'empty' }, 'Pick two or more trials to compare: tick them in the ',
       el('a', { href: `/experiments/${expId}` }, 'experiment’s trials table'), ' and press “Compare selected”.'));
@@ -58,7 +70,7 @@ function render() {
   }
   const names = [...new Set(trials.flatMap((t) => Object.keys(t.summaries)))].sort();
   if (!names.includes(metric)) metric = names.includes(data.objective) ? data.objective : names[0];
-  const select = el('select', { id: 'compare-metric', onchange: () => { metric = select.value; setAddress(); render(); } },
+  const select = el('select', { id: 'compare-metric', onchange: () => { metric = select.value; setAddress(); render('#compare-metric'); } },
     names.map((n) => el('option', { value: n, selected: n === metric }, n)));
   const f = chartFigure(`${metric} by step`, { ...options, xLabel: 'step', height: 320 });
   chart = f.chart;
@@ -67,8 +79,15 @@ function render() {
   const key = el('ul', { class: 'legend' }, trials.map((t, i) => el('li', {},
     el('span', { class: 'swatch', style: `background:${color(i)}` }),
     el('a', { href: `/trials/${t.trial.id}` }, `trial #${t.trial.index}`),
+    dashName(i, trials.length) ? ` (${dashName(i, trials.length)})` : '',
     el('button', { type: 'button', class: 'link', 'aria-label': `Remove trial ${t.trial.index} from the comparison`,
-      onclick: () => { ids = ids.filter((x) => x !== t.trial.id); trials = trials.filter((x) => x !== t); setAddress(); render(); } }, '×'))));
+      onclick: () => {
+        ids = ids.filter((x) => x !== t.trial.id);
+        trials = trials.filter((x) => x !== t);
+        setAddress();
+        // The focus goes to the next trial's remove button (or the metric menu).
+        render(`#compare .legend li:nth-child(${Math.min(i + 1, trials.length)}) button`);
+      } }, '×'))));
   const summary = el('table', { class: 'grid', id: 'compare-summary' },
     el('caption', {}, `${metric}: per trial`),
     el('thead', {}, el('tr', {}, ['trial', 'state', 'last', 'min', 'max', 'last step'].map((h) => el('th', { scope: 'col' }, h)))),
@@ -78,7 +97,8 @@ function render() {
         el('td', { class: 'num' }, fmt(s.min)), el('td', { class: 'num' }, fmt(s.max)), el('td', { class: 'num' }, s.last_step ?? '—'));
     })));
   root.replaceChildren(controls, f.fig, key, el('div', { class: 'two' }, summary, diffTable()));
-  drawChart().catch((err) => showError(root, err));
+  if (focus) (root.querySelector(focus) || select).focus();
+  drawChart().catch(notice);
 }
 
 /** The configuration paths whose values differ between the trials (all of them on request). */
@@ -100,11 +120,11 @@ function diffTable() {
       body));
 }
 
-load().then(render).catch((err) => showError(root, err));
+load().then(() => render()).catch((err) => showError(root, err));
 live(`/api/v1/experiments/${expId}/events`, (events) => {
   const mine = events.filter((e) => e.kind === 'lagged' || ids.includes(e.trial_id));
   if (!mine.length || !chart) return;
   // New points only redraw the curves; a phase change also refreshes the tables.
-  if (mine.every((e) => e.kind === 'metrics')) drawChart().catch((err) => showError(root, err));
-  else load().then(render).catch((err) => showError(root, err));
+  if (mine.every((e) => e.kind === 'metrics')) drawChart().catch(notice);
+  else load().then((fresh) => fresh && render()).catch(notice);
 });

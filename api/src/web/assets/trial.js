@@ -1,13 +1,14 @@
 // The trial page: one chart per metric (log axes, smoothing, drag-to-zoom), the parameters, the
 // state history and the configuration; redrawn live while the trial runs.
 
-import { api, el, fmt, fmtParam, live, pageData, phaseBadge, showError } from './common.js';
+import { api, el, fmtParam, live, notice, pageData, phaseBadge } from './common.js';
 import { chartControls, chartFigure } from './chart.js';
 
 const data = pageData();
 const trialId = Number(data.trial);
 const MAX_POINTS = 1000;
 const charts = new Map(); // metric name -> LineChart
+const drawn = new Map(); // metric name -> the newest request for it (an older answer is dropped)
 const curves = document.getElementById('curves');
 let options = { logX: false, logY: false, smoothing: 0 };
 
@@ -25,7 +26,10 @@ async function drawMetric(name) {
     chart = f.chart;
     charts.set(name, chart);
   }
+  const seq = (drawn.get(name) || 0) + 1;
+  drawn.set(name, seq);
   const points = await api(`/api/v1/trials/${trialId}/metrics?name=${encodeURIComponent(name)}&maxPoints=${MAX_POINTS}`);
+  if (drawn.get(name) !== seq) return;
   chart.setSeries([{ label: name, points: points.map((p) => [p.step, Number(p.value)]) }]);
 }
 
@@ -86,13 +90,15 @@ filter.addEventListener('input', applyFilter);
 document.getElementById('chart-controls').append(el('label', {}, 'Metrics ', filter),
   chartControls(options, (o) => { options = o; redrawAll(); }, () => { for (const c of charts.values()) c.resetZoom(); }));
 
-Promise.all([drawFacts(), drawCurves()]).catch((err) => showError(curves, err));
+// Errors go to the notice above the page; what is drawn stays drawn.
+drawCurves().catch(notice);
+drawFacts().catch(notice).finally(() => { document.getElementById('main').dataset.factsReady = 'true'; });
 
 live(`/api/v1/experiments/${data.experiment}/events`, (events) => {
   const mine = events.filter((e) => e.kind === 'lagged' || e.trial_id === trialId);
   if (!mine.length) return;
   const grew = new Set(mine.flatMap((e) => e.names || []));
   const everything = mine.some((e) => e.kind !== 'metrics');
-  drawCurves(everything ? undefined : [...grew]).catch((err) => showError(curves, err));
-  if (everything) drawFacts().catch(() => {});
+  drawCurves(everything ? undefined : [...grew]).catch(notice);
+  if (everything) drawFacts().catch(notice);
 });
