@@ -254,16 +254,21 @@ pub fn count(
     sql.statement()
 }
 
-/// `SELECT COUNT(*)` of the ranked trials ahead of one with `score` and `index`: its rank - 1.
-pub fn ahead_of(backend: DatabaseBackend, experiment_id: i64, score: f64, index: i64) -> Statement {
+/// For each of the trials `ids` (ranked ones: `score` set), how many ranked trials of the
+/// experiment come before it (`ahead`): its rank minus one. One statement for a page, each count
+/// a range of the `(experiment_id, score, trial_index)` index.
+pub fn ahead_of(backend: DatabaseBackend, experiment_id: i64, ids: &[i64]) -> Statement {
     let mut sql = Sql::new(
         backend,
-        "SELECT COUNT(*) AS n FROM trials t WHERE t.experiment_id = ",
+        "SELECT t.id, (SELECT COUNT(*) FROM trials u WHERE u.experiment_id = ",
     );
     let e = sql.bind(experiment_id);
-    let (s, i) = (sql.bind(score), sql.bind(index));
-    // A row-value comparison, which both databases answer from the `trials_score` index.
-    sql.push(&format!("{e} AND (t.score, t.trial_index) < ({s}, {i})"));
+    sql.push(&e).push(
+        " AND (u.score, u.trial_index) < (t.score, t.trial_index)) AS ahead \
+         FROM trials t WHERE t.score IS NOT NULL AND t.id IN (",
+    );
+    let list: Vec<String> = ids.iter().map(|&id| sql.bind(id)).collect();
+    sql.push(&list.join(", ")).push(")");
     sql.statement()
 }
 

@@ -741,22 +741,28 @@ impl Store {
         let best_first = view.key == orrery_core::leaderboard::Key::Objective
             && view.desc == (experiment.goal == Goal::Maximize)
             && !filtered;
+        let ranked: Vec<i64> = page
+            .iter()
+            .filter(|p| p.4.is_some())
+            .map(|p| p.0)
+            .take(if best_first { 1 } else { usize::MAX })
+            .collect();
+        let mut ahead: HashMap<i64, i64> = HashMap::new();
+        if !ranked.is_empty() {
+            for r in self
+                .db
+                .query_all(crate::ranking::ahead_of(backend, experiment_id, &ranked))
+                .await?
+            {
+                ahead.insert(r.try_get("", "id")?, r.try_get("", "ahead")?);
+            }
+        }
         let mut next_rank: Option<u32> = None;
         for (id, index, phase, params, score) in page {
             let rank = match score {
                 None => None,
                 Some(_) if best_first && next_rank.is_some() => next_rank,
-                Some(s) => {
-                    let row = self
-                        .db
-                        .query_one(crate::ranking::ahead_of(backend, experiment_id, s, index))
-                        .await?;
-                    let ahead = row
-                        .map(|r| r.try_get::<i64>("", "n"))
-                        .transpose()?
-                        .unwrap_or(0);
-                    Some(ahead as u32 + 1)
-                }
+                Some(_) => ahead.get(&id).map(|&n| n as u32 + 1),
             };
             next_rank = rank.map(|r| r + 1);
             let summaries = summaries.remove(&id).unwrap_or_default();
