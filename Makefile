@@ -55,7 +55,7 @@ api-contract: setup $(SCHEMATHESIS_STAMP)
 	scripts/api-schemathesis.sh
 
 # The web pages in a real browser: Debian's chromium (installed here when missing: CI runs as
-# root on Debian), driven by playwright-core from npm (tests/browser/package-lock.json; no browser
+# root on Debian), driven by playwright-core from npm (web/package-lock.json; no browser
 # download). scripts/browser-test.sh fills a database with a real run and serves it.
 browser-tools:
 	@command -v chromium >/dev/null || { \

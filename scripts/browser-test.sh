@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The web pages in a real browser: playwright-core (npm, tests/browser) driving Debian's chromium.
-# Fills a database by a real run of tests/browser/sweep.yaml, serves it with `orrery serve`,
-# starts tests/browser/live.yaml for the live-update test, then runs tests/browser/pages.test.mjs.
+# The web pages in a real browser: playwright-core (npm, web/package.json) driving Debian's chromium.
+# Fills a database by a real run of web/tests/sweep.yaml, serves it with `orrery serve`, starts
+# web/tests/live.yaml for the live-update test, then runs web/tests/pages.test.mjs.
 # Screenshots go to $ORRERY_ARTIFACTS (default target/browser-artifacts); with
 # UPDATE_SCREENSHOTS=1 the README's ones in docs/screenshots/ are replaced by them.
 set -euo pipefail
@@ -13,7 +13,7 @@ export ORRERY_ARTIFACTS=${ORRERY_ARTIFACTS:-$PWD/target/browser-artifacts}
 [ -x "$BIN" ] || { echo "browser tests: $BIN not built (cargo build --bin orrery)" >&2; exit 1; }
 [ -x "$CHROMIUM" ] || { echo "browser tests: no chromium at $CHROMIUM (make browser-tools installs Debian's)" >&2; exit 1; }
 
-(cd tests/browser && npm ci --no-audit --no-fund --prefer-offline --loglevel=error)
+(cd web && npm ci --no-audit --no-fund --prefer-offline --loglevel=error)
 
 T=$(mktemp -d /tmp/orrery-browser.XXXXXX)
 pids=()
@@ -34,21 +34,21 @@ await_line() {
   echo "browser tests: timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; return 1
 }
 
-echo "==> browser tests: filling a database with a real run of tests/browser/sweep.yaml"
-if ! "$BIN" --db "$T/sweep.db" run tests/browser/sweep.yaml --workdir "$T/runs" >"$T/sweep.log" 2>&1; then
+echo "==> browser tests: filling a database with a real run of web/tests/sweep.yaml"
+if ! "$BIN" --db "$T/sweep.db" run web/tests/sweep.yaml --workdir "$T/runs" >"$T/sweep.log" 2>&1; then
   cat "$T/sweep.log" >&2; exit 1
 fi
 "$BIN" --db "$T/sweep.db" serve --addr 127.0.0.1:0 --workdir "$T/runs" 2>"$T/serve.log" & pids+=($!)
 export ORRERY_BASE
 ORRERY_BASE=$(await_line "$T/serve.log" 'http://127\.0\.0\.1:[0-9]+')
 
-echo "==> browser tests: starting tests/browser/live.yaml to watch it run"
-"$BIN" --db "$T/live.db" run tests/browser/live.yaml --workdir "$T/live-runs" >"$T/live.log" 2>&1 & pids+=($!)
+echo "==> browser tests: starting web/tests/live.yaml to watch it run"
+"$BIN" --db "$T/live.db" run web/tests/live.yaml --workdir "$T/live-runs" >"$T/live.log" 2>&1 & pids+=($!)
 export ORRERY_LIVE
 ORRERY_LIVE=$(await_line "$T/live.log" 'http://127\.0\.0\.1:[0-9]+/experiments/[0-9]+')
 
 echo "==> browser tests: $CHROMIUM against $ORRERY_BASE and $ORRERY_LIVE"
-node --test --test-concurrency=1 tests/browser/pages.test.mjs
+node --test --test-concurrency=1 web/tests/pages.test.mjs
 echo "==> browser tests: screenshots in $ORRERY_ARTIFACTS"
 if [ "${UPDATE_SCREENSHOTS:-0}" = 1 ]; then
   mkdir -p docs/screenshots

@@ -1,4 +1,5 @@
-//! The pages' scripts and style sheet, compiled into the binary.
+//! The pages' scripts and style sheet (`web/assets/` at the top of the repository, the front end
+//! of DESIGN.md's layout), compiled into the binary.
 
 pub struct Asset {
     pub name: &'static str,
@@ -24,8 +25,8 @@ macro_rules! assets {
         const ASSETS: &[Asset] = &[$(Asset {
             name: $name,
             content_type: $type,
-            body: include_bytes!(concat!("assets/", $name)),
-            hash: fnv1a(include_bytes!(concat!("assets/", $name))),
+            body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../web/assets/", $name)),
+            hash: fnv1a(include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../web/assets/", $name))),
         }),*];
     };
 }

@@ -1,7 +1,7 @@
 //! The web pages: the experiments list, an experiment's trials table and workload panel, a trial's
 //! curves and history, and the compare view.
 //!
-//! Each page is an HTML shell rendered here plus a small ES module from `assets/` (no framework,
+//! Each page is an HTML shell rendered here plus a small ES module from `web/assets/` (no framework,
 //! no bundler): the modules read the same REST API as any client and redraw on the server-sent
 //! events. The assets are compiled into the binary (`include_bytes!`), so `orrery serve` needs no
 //! network and no files beside it. The first page of an experiment's table is rendered into its

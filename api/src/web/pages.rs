@@ -1,5 +1,5 @@
 //! The HTML shells. The experiments list is rendered here in full; the other pages get their
-//! heading and the data they start from, and their module (`assets/`) draws the rest.
+//! heading and the data they start from, and their module (`web/assets/`) draws the rest.
 
 use std::fmt::Write;
 
@@ -27,7 +27,7 @@ fn embedded_json(v: &impl serde::Serialize) -> String {
 }
 
 /// `crumbs`: the links above the heading; `data`: attributes for `<main>`; `module`: the page's
-/// script in `assets/`.
+/// script in `web/assets/`.
 fn page(title: &str, crumbs: &[(String, String)], data: &str, body: &str, module: &str) -> String {
     let mut nav = String::from("<a class=\"brand\" href=\"/\">Orrery</a>");
     for (href, label) in crumbs {

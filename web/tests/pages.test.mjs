@@ -1,5 +1,5 @@
 // Orrery's pages in a real browser: playwright-core driving Debian's chromium against `orrery
-// serve` on a database filled by a real run (tests/browser/sweep.yaml), and against a running
+// serve` on a database filled by a real run (web/tests/sweep.yaml), and against a running
 // `orrery run` (live.yaml) for live updates. scripts/browser-test.sh starts both and sets
 // ORRERY_BASE (the served sweep), ORRERY_LIVE (the running experiment's page) and
 // ORRERY_ARTIFACTS (where the screenshots go).
@@ -54,7 +54,7 @@ const pageInfo = () => page.textContent('#page-info');
 
 describe('live updates of a running experiment', () => {
   // `orrery run` stops serving as soon as its last trial ends, so everything here is watched
-  // while the trial is still running (tests/browser/live.yaml: 3,000 steps, minutes on 2 cores;
+  // while the trial is still running (web/tests/live.yaml: 3,000 steps, minutes on 2 cores;
   // scripts/browser-test.sh interrupts it once the tests are done).
   test('the table and the trial page redraw as the running trial reports, without a reload', async () => {
     await page.goto(LIVE);
