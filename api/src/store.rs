@@ -507,46 +507,27 @@ impl Store {
             _ => None,
         };
         let txn = self.db.begin().await?;
-        // On SQLite, under its single writer, a metric whose every step is past its stored last
-        // step (how workers report) is new throughout: its points are appended with plain
-        // INSERTs, all metrics of the batch together, without the conflict check and RETURNING
-        // of the general path (which cost about twice as much per row).
-        let appending = match backend {
-            sea_orm::DatabaseBackend::Sqlite => appending(&txn, trial_id, &by_name).await?,
-            _ => std::collections::HashSet::new(),
-        };
-        let appended: Vec<&MetricPoint> = by_name
-            .iter()
-            .filter(|(name, _)| appending.contains(**name))
-            .flat_map(|(_, pts)| pts.values().copied())
-            .collect();
-        for chunk in appended.chunks(INSERT_CHUNK) {
-            txn.execute(append_points(backend, trial_id, chunk)).await?;
-        }
         let mut grew = Vec::new();
         let mut last_step = i64::MIN;
         for (name, pts) in &by_name {
-            let new: Vec<&MetricPoint> = if appending.contains(name) {
-                pts.values().copied().collect()
-            } else {
-                // Points already stored are left alone (ON CONFLICT DO NOTHING) and must not
-                // reach the summary: RETURNING gives the steps this statement inserted.
-                let mut new_steps = std::collections::HashSet::new();
-                let all: Vec<&MetricPoint> = pts.values().copied().collect();
-                for chunk in all.chunks(INSERT_CHUNK) {
-                    let stmt = insert_points(backend, trial_id, name, chunk);
-                    for row in txn.query_all(stmt).await? {
-                        new_steps.insert(row.try_get::<i64>("", "step")?);
-                    }
+            // Points already stored are left alone (ON CONFLICT DO NOTHING) and must not reach
+            // the summary: RETURNING gives the steps this statement inserted.
+            let mut new_steps = std::collections::HashSet::new();
+            let all: Vec<&MetricPoint> = pts.values().copied().collect();
+            for chunk in all.chunks(INSERT_CHUNK) {
+                let stmt = insert_points(backend, trial_id, name, chunk);
+                for row in txn.query_all(stmt).await? {
+                    new_steps.insert(row.try_get::<i64>("", "step")?);
                 }
-                pts.values()
-                    .copied()
-                    .filter(|p| new_steps.contains(&p.step))
-                    .collect()
-            };
-            if new.is_empty() {
+            }
+            if new_steps.is_empty() {
                 continue;
             }
+            let new: Vec<&MetricPoint> = pts
+                .values()
+                .copied()
+                .filter(|p| new_steps.contains(&p.step))
+                .collect();
             grew.push(name.to_string());
             last_step = last_step.max(new.iter().map(|p| p.step).max().unwrap_or(i64::MIN));
             summary::Entity::insert(summary_of(trial_id, name, new.into_iter()))
@@ -849,62 +830,6 @@ fn stored_value(v: f64) -> Option<f64> {
 /// metric. Written out rather than through sea-orm's models: the trial and name are bound once
 /// for every row (`?1`, `?2`), which makes a 1,000-point batch several times cheaper to build,
 /// bind and run.
-/// The metrics of a batch that only append: no stored point yet, or every step of the batch past
-/// the stored last step. The summary is written in the same transaction as the points, so its
-/// `last_step` is the largest stored step. Only meaningful under SQLite's single writer.
-async fn appending<'a>(
-    txn: &sea_orm::DatabaseTransaction,
-    trial_id: i64,
-    by_name: &BTreeMap<&'a str, BTreeMap<i64, &MetricPoint>>,
-) -> Result<std::collections::HashSet<&'a str>> {
-    let mut sql = Sql::new(
-        txn.get_database_backend(),
-        "SELECT name, last_step FROM metric_summaries WHERE trial_id = ",
-    );
-    let t = sql.bind(trial_id);
-    sql.push(&t).push(" AND name IN (");
-    let names: Vec<String> = by_name.keys().map(|n| sql.bind(*n)).collect();
-    sql.push(&names.join(", ")).push(")");
-    let mut stored: HashMap<String, i64> = HashMap::new();
-    for row in txn.query_all(sql.statement()).await? {
-        stored.insert(row.try_get("", "name")?, row.try_get("", "last_step")?);
-    }
-    Ok(by_name
-        .iter()
-        .filter(|(name, pts)| {
-            let first = pts.keys().next().copied().unwrap_or(i64::MIN);
-            stored.get(**name).is_none_or(|&last| first > last)
-        })
-        .map(|(name, _)| *name)
-        .collect())
-}
-
-/// A plain multi-row INSERT of points known to be new ([`appending`]), of any metrics.
-fn append_points(
-    backend: sea_orm::DatabaseBackend,
-    trial_id: i64,
-    points: &[&MetricPoint],
-) -> sea_orm::Statement {
-    let mut sql = Sql::new(
-        backend,
-        "INSERT INTO metrics (trial_id, name, step, value, wall_time) VALUES ",
-    );
-    let t = sql.bind(trial_id);
-    for (i, p) in points.iter().enumerate() {
-        let (name, step, value, wall) = (
-            sql.bind(p.name.as_str()),
-            sql.bind(p.step),
-            sql.bind(stored_value(p.value)),
-            sql.bind(p.wall_time),
-        );
-        if i > 0 {
-            sql.push(",");
-        }
-        sql.push(&format!("({t},{name},{step},{value},{wall})"));
-    }
-    sql.statement()
-}
-
 fn insert_points(
     backend: sea_orm::DatabaseBackend,
     trial_id: i64,
