@@ -265,7 +265,8 @@ export class LineChart {
       }
       g.stroke();
       g.setLineDash([]);
-      if (this.opts.markers) {
+      // A lone point draws no line: mark it.
+      if (this.opts.markers || s.points.filter(ok).length === 1) {
         for (const p of s.points) if (ok(p)) { g.beginPath(); g.arc(X(p[0]), Y(p[1]), 3, 0, 7); g.fill(); }
       }
     });
