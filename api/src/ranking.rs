@@ -167,7 +167,8 @@ fn filters(sql: &mut Sql, experiment_id: i64, objective: &str, view: &View) {
     for range in &view.ranges {
         let name = sql.bind(range.metric(objective));
         let mut cond = format!(
-            "r.trial_id = t.id AND r.name = {name} AND r.last_value > -1e308 AND r.last_value < 1e308"
+            "r.trial_id = t.id AND r.name = {name} AND {} IS NOT NULL",
+            finite("r.last_value")
         );
         if let Some(min) = range.min {
             cond.push_str(&format!(" AND r.last_value >= {}", sql.bind(min)));

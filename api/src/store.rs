@@ -324,18 +324,31 @@ impl Store {
         Self::trial_dto(m)
     }
 
-    /// The best final objective value among the experiment's ranked trials (one index lookup).
-    pub async fn best_objective(&self, experiment_id: i64) -> Result<Option<f64>> {
-        let query = orrery_core::leaderboard::Query {
-            limit: Some(1),
-            ..Default::default()
-        };
-        let board = self.leaderboard_view(experiment_id, &query).await?;
-        Ok(board
-            .rows
-            .first()
-            .filter(|r| r.rank == Some(1))
-            .and_then(|r| r.objective))
+    /// Each experiment's best final objective value, by experiment id (experiments without a
+    /// ranked trial are absent). One grouped read of the `trials_score` index: `score` is the
+    /// objective signed so that lower is better, so the best is its minimum.
+    pub async fn best_objectives(&self) -> Result<HashMap<i64, f64>> {
+        let rows = self
+            .db
+            .query_all(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT t.experiment_id, e.goal, MIN(t.score) AS best FROM trials t \
+                 JOIN experiments e ON e.id = t.experiment_id WHERE t.score IS NOT NULL \
+                 GROUP BY t.experiment_id, e.goal",
+            ))
+            .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let best: f64 = r.try_get("", "best")?;
+            let goal: String = r.try_get("", "goal")?;
+            let value = if goal == goal_str(Goal::Maximize) {
+                -best
+            } else {
+                best
+            };
+            out.insert(r.try_get("", "experiment_id")?, value);
+        }
+        Ok(out)
     }
 
     /// The trial's state history, oldest first: its creation (Pending), then each phase change.

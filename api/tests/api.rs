@@ -211,6 +211,15 @@ async fn api_end_to_end(db: Db) {
         let (st, page) = call("GET", &format!("{base}/experiments/{}", exp["id"]), None);
         assert_eq!(st, 200);
         assert!(page.as_str().unwrap().contains("api-test"));
+        // The experiments list shows each experiment's best objective (the ranked trial's 3.0).
+        let (st, list) = call("GET", &format!("{base}/"), None);
+        assert_eq!(st, 200);
+        assert!(
+            list.as_str()
+                .unwrap()
+                .contains("<span class=\"num\">3.0000</span>"),
+            "{list}"
+        );
     })
     .await
     .unwrap();

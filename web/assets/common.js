@@ -12,6 +12,15 @@ export async function api(path) {
   return r.json();
 }
 
+/** Points drawn per curve: about a chart's width; the API keeps each bucket's min and max. */
+const CURVE_POINTS = 1000;
+
+/** One metric of one trial as `[step, value]` pairs, downsampled for drawing. */
+export async function curve(trialId, name) {
+  const points = await api(`/api/v1/trials/${trialId}/metrics?name=${encodeURIComponent(name)}&maxPoints=${CURVE_POINTS}`);
+  return points.map((p) => [p.step, num(p.value)]);
+}
+
 /** The API writes NaN and ±inf as strings ("NaN", "Infinity"); everything else is a number or null. */
 export const num = (v) => (typeof v === 'string' ? Number(v) : v);
 

@@ -2,13 +2,12 @@
 // differences between their configurations. Trials come from the address (?trials=ID,ID,...),
 // which the experiment page's "Compare selected" link fills.
 
-import { api, el, fmt, fmtParam, live, notice, pageData, showError } from './common.js';
+import { api, curve, el, fmt, fmtParam, live, notice, pageData, showError } from './common.js';
 import { chartControls, chartFigure, color, dashName } from './chart.js';
 
 const data = pageData();
 const expId = Number(data.experiment);
 const root = document.getElementById('compare');
-const MAX_POINTS = 1000;
 let ids = (new URLSearchParams(location.search).get('trials') || '').split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0);
 ids = [...new Set(ids)];
 let trials = []; // [{trial, summaries}]
@@ -52,11 +51,9 @@ let drawSeq = 0;
 async function drawChart() {
   const seq = ++drawSeq;
   const [target, shownTrials, name] = [chart, trials, metric];
-  const histories = await Promise.all(shownTrials.map((t) =>
-    api(`/api/v1/trials/${t.trial.id}/metrics?name=${encodeURIComponent(name)}&maxPoints=${MAX_POINTS}`)));
+  const curves = await Promise.all(shownTrials.map((t) => curve(t.trial.id, name)));
   if (seq !== drawSeq) return;
-  target.setSeries(shownTrials.map((t, i) => ({ label: `#${t.trial.index}`, color: color(i),
-    points: histories[i].map((p) => [p.step, Number(p.value)]) })));
+  target.setSeries(shownTrials.map((t, i) => ({ label: `#${t.trial.index}`, color: color(i), points: curves[i] })));
   root.dataset.ready = 'true';
 }
 

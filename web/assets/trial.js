@@ -1,12 +1,11 @@
 // The trial page: one chart per metric (log axes, smoothing, drag-to-zoom), the parameters, the
 // state history and the configuration; redrawn live while the trial runs.
 
-import { api, el, fmtParam, live, notice, pageData, phaseBadge } from './common.js';
+import { api, curve, el, fmtParam, live, notice, pageData, phaseBadge } from './common.js';
 import { chartControls, chartFigure } from './chart.js';
 
 const data = pageData();
 const trialId = Number(data.trial);
-const MAX_POINTS = 1000;
 const charts = new Map(); // metric name -> LineChart
 const drawn = new Map(); // metric name -> the newest request for it (an older answer is dropped)
 const curves = document.getElementById('curves');
@@ -28,9 +27,9 @@ async function drawMetric(name) {
   }
   const seq = (drawn.get(name) || 0) + 1;
   drawn.set(name, seq);
-  const points = await api(`/api/v1/trials/${trialId}/metrics?name=${encodeURIComponent(name)}&maxPoints=${MAX_POINTS}`);
+  const points = await curve(trialId, name);
   if (drawn.get(name) !== seq) return;
-  chart.setSeries([{ label: name, points: points.map((p) => [p.step, Number(p.value)]) }]);
+  chart.setSeries([{ label: name, points }]);
 }
 
 async function drawCurves(names) {

@@ -52,15 +52,17 @@ type PageResult = Result<Response, Response>;
 fn error_page(e: StoreError) -> Response {
     let e = ApiError::from(e);
     let (status, message) = e.parts();
+    error_response(status, message)
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response {
     (status, Html(pages::error(status, message))).into_response()
 }
 
 async fn experiments(State(store): State<Arc<Store>>) -> PageResult {
     let list = store.list_experiments().await.map_err(error_page)?;
-    let mut best = Vec::with_capacity(list.len());
-    for e in &list {
-        best.push(store.best_objective(e.id).await.map_err(error_page)?);
-    }
+    let best = store.best_objectives().await.map_err(error_page)?;
+    let best: Vec<Option<f64>> = list.iter().map(|e| best.get(&e.id).copied()).collect();
     Ok(page(pages::experiments(&list, &best)))
 }
 
@@ -111,10 +113,7 @@ async fn log(
     let dir = trial_log_dir(&store, logs.as_deref(), id)
         .await
         .map_err(error_page)?;
-    let missing = |why: String| {
-        let status = StatusCode::NOT_FOUND;
-        (status, Html(pages::error(status, &why))).into_response()
-    };
+    let missing = |why: String| error_response(StatusCode::NOT_FOUND, &why);
     let dir = dir.ok_or_else(|| {
         missing(format!(
             "No logs of trial {id} here: this server was not started with the work folder \
