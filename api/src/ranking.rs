@@ -51,6 +51,21 @@ impl Sql {
         }
     }
 
+    /// Binds `v` and returns a placeholder that must appear in the text in binding order: a bare
+    /// `?` on SQLite, `$n` on PostgreSQL. For statements with many values (multi-row INSERTs):
+    /// sqlx finds the value of each numbered `?n` through `sqlite3_bind_parameter_name`, a linear
+    /// scan of the statement's parameters, so binding is quadratic in their number — it was 39 %
+    /// of the CPU of SQLite ingest with 1,500 values a statement.
+    pub fn bind_in_order(&mut self, v: impl Into<Value>) -> String {
+        match self.backend {
+            DatabaseBackend::Postgres => self.bind(v),
+            _ => {
+                self.values.push(v.into());
+                "?".into()
+            }
+        }
+    }
+
     pub fn push(&mut self, s: &str) -> &mut Self {
         self.text.push_str(s);
         self

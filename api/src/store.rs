@@ -520,27 +520,44 @@ impl Store {
             _ => None,
         };
         let txn = self.db.begin().await?;
+        // Under SQLite's single writer, a metric whose every step is past its stored last step
+        // (how workers report) is new throughout: it needs neither the conflict check nor
+        // RETURNING, whose rows sqlx hands over one at a time.
+        let stored_last = match backend {
+            sea_orm::DatabaseBackend::Sqlite => last_steps(&txn, trial_id, &by_name).await?,
+            _ => HashMap::new(),
+        };
         let mut grew = Vec::new();
         let mut last_step = i64::MIN;
         for (name, pts) in &by_name {
-            // Points already stored are left alone (ON CONFLICT DO NOTHING) and must not reach
-            // the summary: RETURNING gives the steps this statement inserted.
-            let mut new_steps = std::collections::HashSet::new();
             let all: Vec<&MetricPoint> = pts.values().copied().collect();
-            for chunk in all.chunks(INSERT_CHUNK) {
-                let stmt = insert_points(backend, trial_id, name, chunk);
-                for row in txn.query_all(stmt).await? {
-                    new_steps.insert(row.try_get::<i64>("", "step")?);
+            let appends = backend == sea_orm::DatabaseBackend::Sqlite
+                && stored_last
+                    .get(*name)
+                    .is_none_or(|&last| all.first().is_some_and(|p| p.step > last));
+            let new: Vec<&MetricPoint> = if appends {
+                for chunk in all.chunks(INSERT_CHUNK) {
+                    txn.execute(insert_points(backend, trial_id, name, chunk, false))
+                        .await?;
                 }
-            }
-            if new_steps.is_empty() {
+                all
+            } else {
+                // Points already stored are left alone (ON CONFLICT DO NOTHING) and must not
+                // reach the summary: RETURNING gives the steps this statement inserted.
+                let mut new_steps = std::collections::HashSet::new();
+                for chunk in all.chunks(INSERT_CHUNK) {
+                    let stmt = insert_points(backend, trial_id, name, chunk, true);
+                    for row in txn.query_all(stmt).await? {
+                        new_steps.insert(row.try_get::<i64>("", "step")?);
+                    }
+                }
+                all.into_iter()
+                    .filter(|p| new_steps.contains(&p.step))
+                    .collect()
+            };
+            if new.is_empty() {
                 continue;
             }
-            let new: Vec<&MetricPoint> = pts
-                .values()
-                .copied()
-                .filter(|p| new_steps.contains(&p.step))
-                .collect();
             grew.push(name.to_string());
             last_step = last_step.max(new.iter().map(|p| p.step).max().unwrap_or(i64::MIN));
             summary::Entity::insert(summary_of(trial_id, name, new.into_iter()))
@@ -839,33 +856,65 @@ fn stored_value(v: f64) -> Option<f64> {
     (!v.is_nan()).then_some(v)
 }
 
-/// `INSERT INTO metrics ... ON CONFLICT DO NOTHING RETURNING step` for points of one trial and one
-/// metric. Written out rather than through sea-orm's models: the trial and name are bound once
-/// for every row (`?1`, `?2`), which makes a 1,000-point batch several times cheaper to build,
-/// bind and run.
+/// The stored last step of each metric of a batch that has points already. The summary is written
+/// in the same transaction as the points, so its `last_step` is the largest stored step.
+async fn last_steps(
+    txn: &sea_orm::DatabaseTransaction,
+    trial_id: i64,
+    by_name: &BTreeMap<&str, BTreeMap<i64, &MetricPoint>>,
+) -> Result<HashMap<String, i64>> {
+    let mut sql = Sql::new(
+        txn.get_database_backend(),
+        "SELECT name, last_step FROM metric_summaries WHERE trial_id = ",
+    );
+    let t = sql.bind(trial_id);
+    sql.push(&t).push(" AND name IN (");
+    let names: Vec<String> = by_name.keys().map(|n| sql.bind(*n)).collect();
+    sql.push(&names.join(", ")).push(")");
+    let mut out = HashMap::new();
+    for row in txn.query_all(sql.statement()).await? {
+        out.insert(row.try_get("", "name")?, row.try_get("", "last_step")?);
+    }
+    Ok(out)
+}
+
+/// `INSERT INTO metrics ...` for points of one trial and one metric; with `dedupe`, `ON CONFLICT
+/// DO NOTHING RETURNING step` says which were new. Written out rather than through sea-orm's
+/// models to control how values are bound (below).
 fn insert_points(
     backend: sea_orm::DatabaseBackend,
     trial_id: i64,
     name: &str,
     points: &[&MetricPoint],
+    dedupe: bool,
 ) -> sea_orm::Statement {
     let mut sql = Sql::new(
         backend,
         "INSERT INTO metrics (trial_id, name, step, value, wall_time) VALUES ",
     );
-    let (t, n) = (sql.bind(trial_id), sql.bind(name));
+    // PostgreSQL: the trial and name are bound once (`$1`, `$2`) for every row. SQLite: every
+    // value is bound in order, as sqlx binds numbered `?n` placeholders in quadratic time
+    // (`Sql::bind_in_order`).
+    let shared = (backend == sea_orm::DatabaseBackend::Postgres)
+        .then(|| (sql.bind(trial_id), sql.bind(name)));
     for (i, p) in points.iter().enumerate() {
+        let (t, n) = match &shared {
+            Some((t, n)) => (t.clone(), n.clone()),
+            None => (sql.bind_in_order(trial_id), sql.bind_in_order(name)),
+        };
         let (step, value, wall) = (
-            sql.bind(p.step),
-            sql.bind(stored_value(p.value)),
-            sql.bind(p.wall_time),
+            sql.bind_in_order(p.step),
+            sql.bind_in_order(stored_value(p.value)),
+            sql.bind_in_order(p.wall_time),
         );
         if i > 0 {
             sql.push(",");
         }
         sql.push(&format!("({t},{n},{step},{value},{wall})"));
     }
-    sql.push(" ON CONFLICT (trial_id, name, step) DO NOTHING RETURNING step");
+    if dedupe {
+        sql.push(" ON CONFLICT (trial_id, name, step) DO NOTHING RETURNING step");
+    }
     sql.statement()
 }
 

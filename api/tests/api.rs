@@ -564,6 +564,23 @@ async fn concurrent_overlapping_batches_count_each_point_once(db: Db) {
         );
         let (_, history) = call("GET", &format!("{url}?name=eval/loss"), None);
         assert_eq!(history.as_array().unwrap().len() as i64, steps);
+
+        // One batch, two metrics: `eval/loss` half stored already (steps 540..560, the duplicate
+        // check), `train/loss` new (the append path on SQLite). Each new point counts once.
+        let points: Vec<Value> = (540..560)
+            .map(|k| json!({"name": "eval/loss", "step": k, "value": 1.0, "wall_time": 2.0}))
+            .chain((0..10).map(|k| json!({"name": "train/loss", "step": k, "value": k, "wall_time": 2.0})))
+            .collect();
+        let body = json!({ "points": points }).to_string();
+        let r = support::request(Some(ADMIN), "POST", &url, Some(&body));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let (_, sums) = call("GET", &format!("{base}/api/v1/trials/{trial}/summaries"), None);
+        assert_eq!(sums["eval/loss"]["count"], 560);
+        assert_eq!(sums["eval/loss"]["last"], 1.0);
+        assert_eq!(sums["eval/loss"]["min"], -5.0, "stored points are left as they are");
+        assert_eq!(sums["train/loss"]["count"], 10);
+        let (_, history) = call("GET", &format!("{url}?name=train/loss"), None);
+        assert_eq!(history.as_array().unwrap().len(), 10);
     })
     .await
     .unwrap();
