@@ -523,18 +523,20 @@ impl Store {
         // Under SQLite's single writer, a metric whose every step is past its stored last step
         // (how workers report) is new throughout: it needs neither the conflict check nor
         // RETURNING, whose rows sqlx hands over one at a time.
+        // `None` on PostgreSQL, whose writers do not queue: every metric takes the general path.
         let stored_last = match backend {
-            sea_orm::DatabaseBackend::Sqlite => last_steps(&txn, trial_id, &by_name).await?,
-            _ => HashMap::new(),
+            sea_orm::DatabaseBackend::Sqlite => Some(last_steps(&txn, trial_id, &by_name).await?),
+            _ => None,
         };
         let mut grew = Vec::new();
         let mut last_step = i64::MIN;
         for (name, pts) in &by_name {
             let all: Vec<&MetricPoint> = pts.values().copied().collect();
-            let appends = backend == sea_orm::DatabaseBackend::Sqlite
-                && stored_last
+            let appends = stored_last.as_ref().is_some_and(|stored| {
+                stored
                     .get(*name)
-                    .is_none_or(|&last| all.first().is_some_and(|p| p.step > last));
+                    .is_none_or(|&last| all.first().is_some_and(|p| p.step > last))
+            });
             let new: Vec<&MetricPoint> = if appends {
                 for chunk in all.chunks(INSERT_CHUNK) {
                     txn.execute(insert_points(backend, trial_id, name, chunk, false))
@@ -863,19 +865,15 @@ async fn last_steps(
     trial_id: i64,
     by_name: &BTreeMap<&str, BTreeMap<i64, &MetricPoint>>,
 ) -> Result<HashMap<String, i64>> {
-    let mut sql = Sql::new(
-        txn.get_database_backend(),
-        "SELECT name, last_step FROM metric_summaries WHERE trial_id = ",
-    );
-    let t = sql.bind(trial_id);
-    sql.push(&t).push(" AND name IN (");
-    let names: Vec<String> = by_name.keys().map(|n| sql.bind(*n)).collect();
-    sql.push(&names.join(", ")).push(")");
-    let mut out = HashMap::new();
-    for row in txn.query_all(sql.statement()).await? {
-        out.insert(row.try_get("", "name")?, row.try_get("", "last_step")?);
-    }
-    Ok(out)
+    let rows: Vec<(String, i64)> = summary::Entity::find()
+        .select_only()
+        .columns([summary::Column::Name, summary::Column::LastStep])
+        .filter(summary::Column::TrialId.eq(trial_id))
+        .filter(summary::Column::Name.is_in(by_name.keys().copied()))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// `INSERT INTO metrics ...` for points of one trial and one metric; with `dedupe`, `ON CONFLICT
