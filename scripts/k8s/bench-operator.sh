@@ -125,7 +125,7 @@ progress=$("$K" get experiment bench -o jsonpath='{.status.progress}')
 "$K" get pods -l orrery.dev/experiment=bench -o json > "$DIR/pods.json"
 "$K" get trials -l orrery.dev/experiment=bench -o json > "$DIR/trials.json"
 pods=$("$K" get pods -l orrery.dev/experiment=bench --no-headers | wc -l)
-python3 - "$DIR" <<PY
+python3 - <<PY
 import json, math, statistics
 from datetime import datetime
 trials, par, delay, d = $TRIALS, $PAR, $DELAY, "$DIR"
