@@ -16,7 +16,7 @@ for bin in orrery orrery-worker; do
   [ -x "$B/$bin" ] || { echo "missing $B/$bin: build it with 'make build' and carry it" >&2; exit 1; }
 done
 
-printf '%-14s %-10s %8s %8s  %s\n' workload state seconds trials "best eval/loss" > "$OUT/table.txt"
+printf '%-14s %-10s %8s %8s  %s\n' workload state seconds trials "best objective" > "$OUT/table.txt"
 for spec in experiments/*-gpu.yaml; do
   name=$(basename "$spec" -gpu.yaml)
   # Briefly: a tenth of the steps, one seed.

@@ -2,7 +2,8 @@
 //!
 //! - [`store`]: every database read and write (sea-orm; SQLite or PostgreSQL);
 //! - [`ranking`]: leaderboard pages as SQL;
-//! - [`routes`]: the axum router (`/api/v1/...`); `web`: the pages and their scripts;
+//! - [`routes`]: the axum router (`/api/v1/...`), a module per resource; [`error`]: the one error
+//!   type; [`state`]: what the handlers share; `web`: the pages and their scripts;
 //! - [`auth`]: who may call what (admin, worker and read tokens);
 //! - [`openapi`]: the OpenAPI description's shared parts (`/openapi.json`);
 //! - [`events`]: live updates (server-sent events); [`telemetry`]: `/metrics`; [`logs`]: trial logs;
@@ -10,12 +11,14 @@
 
 pub mod auth;
 pub mod entities;
+pub mod error;
 pub mod events;
 pub mod logs;
 pub mod migration;
 pub mod openapi;
 pub mod ranking;
 pub mod routes;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 mod web;

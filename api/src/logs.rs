@@ -102,6 +102,20 @@ impl LogDir {
     }
 }
 
+/// The trial's folder of logs, if this server knows where they are and they are there.
+pub(crate) async fn trial_dir(
+    store: &crate::store::Store,
+    logs: Option<&LogDir>,
+    id: i64,
+) -> Result<Option<std::path::PathBuf>, crate::store::StoreError> {
+    let t = store.trial(id).await?;
+    let Some(logs) = logs else {
+        return Ok(None);
+    };
+    let e = store.experiment(t.experiment_id).await?;
+    Ok(logs.trial_dir(e.id, &e.created_at, t.index, t.started_at.as_deref()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

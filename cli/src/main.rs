@@ -2,12 +2,14 @@
 //!
 //! `orrery run SPEC` validates the spec, records it in the local SQLite database, serves the API on
 //! a loopback port for the workers, runs every trial as a local `orrery-worker` process and prints
-//! the leaderboard. `serve`, `ls`, `show`, `plot` and `report` work on the same database.
+//! the leaderboard. `serve`, `ls`, `show`, `plot` and `report` work on the same database; what they
+//! show of a workload comes from its module under [`workloads`]. `fields` lists a workload's fields.
 
 mod executor;
+mod fields;
 mod plot;
-mod report;
 mod table;
+mod workloads;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,12 +17,12 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use orrery_api::Store;
-use orrery_core::analysis;
 use orrery_core::dto::Leaderboard;
 use orrery_core::schedule::{ExperimentPhase, Policy};
+use orrery_core::spec::Workload;
 
 #[derive(Parser)]
 #[command(
@@ -108,23 +110,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Draw an experiment's LR-sweep plots as PNG files: LR vs final loss and max attention logit
-    /// vs LR, one curve per configuration.
+    /// Draw an experiment's plots as PNG files, as its workload draws them (stability: LR vs final
+    /// loss and max attention logit vs LR, one curve per configuration).
     Plot {
         experiment: String,
-        /// Folder for the PNG files (`<name>-lr-loss.png`, `<name>-attn-logit.png`).
+        /// Folder for the PNG files (`<name>-<chart>.png`).
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
-    /// Write a paper's reproduction report (Markdown, JSON and plots) from the newest runs of its
-    /// specs in the database.
+    /// Write a workload's reproduction report (Markdown, JSON and plots) from the newest runs of
+    /// its paper's specs in the database (stability: scripts/reproduce-stability.sh runs them).
     Report {
-        paper: Paper,
+        #[arg(value_parser = parse_workload)]
+        workload: Workload,
         #[arg(long, default_value = "docs/reproductions")]
         out: PathBuf,
     },
     /// Check a spec and print how many trials it expands to.
     Validate { spec: PathBuf },
+    /// List every field a workload's trials read (type, default, accepted values, meaning) and
+    /// the metrics its workers report.
+    Fields {
+        #[arg(value_parser = parse_workload)]
+        workload: Workload,
+        /// Print Markdown tables (as in docs/workloads/WORKLOAD.md).
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Print the Experiment and Trial CRDs (or write them into a folder).
     Crd {
         #[arg(long)]
@@ -132,11 +144,8 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Paper {
-    /// Wortsman et al. 2023, small-scale proxies for Transformer training instabilities
-    /// (scripts/reproduce-stability.sh runs its experiments).
-    Stability,
+fn parse_workload(s: &str) -> Result<Workload, String> {
+    s.parse()
 }
 
 /// Exit code for a rejected spec (and other bad input).
@@ -168,17 +177,18 @@ fn read_spec(path: &std::path::Path) -> Result<(String, orrery_core::LoadedSpec)
 
 fn print_results(board: &Leaderboard, top: usize) {
     println!("{}", table::leaderboard(board, top));
-    if board.experiment.workload == "stability" {
-        let lrs = analysis::lr_sensitivity(&analysis::lr_runs(board));
-        if lrs.is_empty() {
-            println!("\nLR sensitivity: needs a sweep over training.lr with at least two values.");
-        } else {
-            println!(
-                "\nLR sensitivity per configuration (Wortsman et al. 2023; lower is more robust):"
-            );
-            println!("{}", table::lr_sensitivity(&lrs));
-        }
+    match board.experiment.workload.parse::<Workload>() {
+        Ok(w) => println!("\n{}", workloads::of(w).summary(board)),
+        Err(e) => eprintln!("note: {e}; its summary is left out"),
     }
+}
+
+/// The workload of a stored experiment; one this binary does not know is bad input (exit 2).
+fn workload_of(e: &orrery_core::dto::ExperimentDto) -> Result<Workload, ExitCode> {
+    e.workload.parse().map_err(|msg| {
+        eprintln!("error: experiment {} \"{}\": {msg}", e.id, e.name);
+        ExitCode::from(EXIT_INVALID)
+    })
 }
 
 async fn open_store(db: &Db) -> anyhow::Result<Store> {
@@ -242,7 +252,7 @@ async fn cmd_run(
         .unwrap_or(1);
     let threads = (cores / policy.parallelism as usize).max(1);
     eprintln!(
-        "experiment {} \"{}\": {} trials, {} at a time, {} thread(s) each; API and pages at http://{addr}/experiments/{}",
+        "experiment {} \"{}\": {} trials, {} at a time, {} thread(s) each\n  API and pages at http://{addr}/experiments/{}",
         exp.id,
         exp.name,
         loaded.trials.len(),
@@ -314,7 +324,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 println!(
                     "{}: valid; {} \"{}\" expands to {} trial(s)",
                     spec.display(),
-                    l.experiment.spec.workload.as_str(),
+                    l.experiment.spec.workload(),
                     l.experiment.metadata.name,
                     l.trials.len()
                 );
@@ -322,6 +332,14 @@ async fn main() -> anyhow::Result<ExitCode> {
             }
             Err(code) => Ok(code),
         },
+        Command::Fields { workload, markdown } => {
+            if markdown {
+                print!("{}", fields::markdown(workload));
+            } else {
+                print!("{}", fields::text(workload));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crd { out } => {
             for (file, crd) in orrery_operator::crd::crds() {
                 let yaml = orrery_operator::crd::to_yaml(&crd);
@@ -370,13 +388,18 @@ async fn main() -> anyhow::Result<ExitCode> {
                 Ok(e) => e,
                 Err(code) => return Ok(code),
             };
+            let workload = match workload_of(&exp) {
+                Ok(w) => workloads::of(w),
+                Err(code) => return Ok(code),
+            };
             let board = store.leaderboard(exp.id).await?;
-            let charts = plot::lr_sweep_charts(&board);
+            let charts = workload.charts(&board);
             if charts.is_empty() {
                 eprintln!(
-                    "error: experiment {} \"{}\" has no finished LR sweep to plot (it needs \
-                     trials at two or more values of training.lr)",
-                    exp.id, exp.name
+                    "error: experiment {} \"{}\" has nothing to plot yet (it needs {})",
+                    exp.id,
+                    exp.name,
+                    workload.charts_need()
                 );
                 return Ok(ExitCode::from(EXIT_INVALID));
             }
@@ -388,11 +411,13 @@ async fn main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { paper, out } => {
+        Command::Report { workload, out } => {
             let store = open_store(&db).await?;
-            let written = match paper {
-                Paper::Stability => report::stability::write(&store, &out).await?,
+            let Some(report) = workloads::of(workload).report(&store, &out) else {
+                eprintln!("error: the {workload} workload has no reproduction report");
+                return Ok(ExitCode::from(EXIT_INVALID));
             };
+            let written = report.await?;
             for p in written {
                 println!("wrote {}", p.display());
             }

@@ -1,4 +1,5 @@
-//! PNG line charts (`orrery plot`, the reproduction reports), drawn with plotters' bitmap backend.
+//! PNG line charts (`orrery plot`, the reproduction reports), drawn with plotters' bitmap backend;
+//! what each workload plots is in its module under `crate::workloads`.
 //!
 //! Text is rasterised with ab_glyph from the DejaVu Sans font the `dejavu` crate embeds, so plots
 //! need no system fonts, fontconfig or Python. Log axes are drawn as linear axes over log10 of the
@@ -36,54 +37,6 @@ pub struct Chart {
     pub log_x: bool,
     pub log_y: bool,
     pub series: Vec<Series>,
-}
-
-/// The charts of an LR sweep (`orrery plot`): LR vs final loss and max attention logit vs LR, one
-/// curve per configuration; each as (file-name suffix, chart). Empty without a sweep.
-pub fn lr_sweep_charts(board: &orrery_core::dto::Leaderboard) -> Vec<(&'static str, Chart)> {
-    use orrery_core::analysis;
-    let sweeps = analysis::lr_sensitivity(&analysis::lr_runs(board));
-    if sweeps.is_empty() {
-        return Vec::new();
-    }
-    let series = |y: fn(&analysis::LrCurvePoint) -> Option<f64>| -> Vec<Series> {
-        sweeps
-            .iter()
-            .map(|s| Series {
-                label: s.config.clone(),
-                points: s.curve.iter().filter_map(|p| Some((p.lr, y(p)?))).collect(),
-            })
-            .collect()
-    };
-    let name = &board.experiment.name;
-    let mut charts = vec![(
-        "lr-loss",
-        Chart {
-            title: format!("{name}: LR vs final loss"),
-            legend: Legend::UpperMiddle,
-            x_label: "learning rate".into(),
-            y_label: "final eval loss (seed mean, clipped at the initial loss)".into(),
-            log_x: true,
-            log_y: false,
-            series: series(|p| Some(p.loss)),
-        },
-    )];
-    let logits = series(|p| p.max_attn_logit);
-    if logits.iter().any(|s| !s.points.is_empty()) {
-        charts.push((
-            "attn-logit",
-            Chart {
-                title: format!("{name}: max attention logit vs LR"),
-                legend: Legend::UpperLeft,
-                x_label: "learning rate".into(),
-                y_label: "max attention logit (seed mean)".into(),
-                log_x: true,
-                log_y: true,
-                series: logits,
-            },
-        ));
-    }
-    charts
 }
 
 /// Tableau's ten colours: distinct, and readable on white (Palette99 has yellows that are not).

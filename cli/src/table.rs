@@ -1,15 +1,21 @@
-//! Terminal tables: the leaderboard, the experiment list and LR sensitivity.
+//! Terminal tables: the leaderboard and the experiment list (each workload's own are in its module
+//! under `crate::workloads`). Every table fits 100 columns: cells wrap rather than run on.
 
-use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, Table};
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, ContentArrangement, Table};
 
-use orrery_core::analysis::LrSensitivity;
 use orrery_core::dto::{ExperimentDto, Leaderboard};
 
 pub use orrery_core::dto::fmt_value;
 
-fn new_table(header: Vec<String>) -> Table {
+/// The widest a table may be: a 100-column terminal.
+pub const WIDTH: u16 = 100;
+
+pub fn new_table(header: Vec<String>) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY).set_header(header);
+    t.load_preset(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(WIDTH)
+        .set_header(header);
     t
 }
 
@@ -61,48 +67,4 @@ pub fn leaderboard(board: &Leaderboard, limit: usize) -> String {
         out.push_str(&format!("\n… {} more trials", board.rows.len() - limit));
     }
     out
-}
-
-pub fn lr_sensitivity(rows: &[LrSensitivity]) -> String {
-    let mut t = new_table(
-        [
-            "configuration",
-            "LR sensitivity",
-            "± seeds",
-            "best lr",
-            "largest stable lr",
-            "ℓ₀",
-            "loss by lr (clipped at ℓ₀)",
-            "max attention logit by lr",
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
-    for r in rows {
-        let curve: Vec<String> = r
-            .curve
-            .iter()
-            .map(|p| format!("{:.0e}:{:.3}", p.lr, p.loss))
-            .collect();
-        let logits: Vec<String> = r
-            .curve
-            .iter()
-            .filter_map(|p| Some(format!("{:.0e}:{:.3}", p.lr, p.max_attn_logit?)))
-            .collect();
-        t.add_row(vec![
-            r.config.clone(),
-            format!("{:.4}", r.lr_sensitivity),
-            r.lrs_spread
-                .map(|s| format!("{s:.4} (n={})", r.lrs_per_seed.len()))
-                .unwrap_or_else(|| "one seed".into()),
-            format!("{:.0e}", r.best_lr),
-            r.largest_stable_lr
-                .map(|l| format!("{l:.0e}"))
-                .unwrap_or_else(|| "none".into()),
-            format!("{:.4}", r.initial_loss),
-            curve.join("  "),
-            logits.join("  "),
-        ]);
-    }
-    t.to_string()
 }

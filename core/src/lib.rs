@@ -1,18 +1,20 @@
 //! Orrery's pure core. Everything that decides lives here, free of side effects, so the local
 //! executor and the Kubernetes operator apply one set of rules:
 //!
-//! - [`spec`]: the experiment spec types; [`validate`]: reading a spec with precise errors;
-//!   [`search`]: expanding it into trials; [`yaml`]: YAML with positions.
+//! - [`spec`]: the experiment spec types; [`fields`]: the declarations of its trial-level fields;
+//!   [`validate`]: reading a spec with precise errors; [`search`]: expanding it into trials;
+//!   [`yaml`]: YAML with positions.
+//! - [`workloads`]: each workload's typed params, metric names and analysis, and their registry.
 //! - [`schedule`]: the trial/experiment state machine.
-//! - [`metrics`]: metric names; [`analysis`]: LR sensitivity and friends; [`downsample`]: long
-//!   series cut down for display, extremes kept.
+//! - [`metrics`]: the shared metric names; [`downsample`]: long series cut down for display,
+//!   extremes kept.
 //! - [`leaderboard`]: filtered, sorted, paginated views of a leaderboard.
 //! - [`dto`]: the API's bodies; [`client`]: a small blocking HTTP client for workers.
 
-pub mod analysis;
 pub mod client;
 pub mod downsample;
 pub mod dto;
+pub mod fields;
 pub mod leaderboard;
 pub mod metrics;
 pub mod schedule;
@@ -21,6 +23,7 @@ pub mod search;
 pub mod spec;
 pub mod spill;
 pub mod validate;
+pub mod workloads;
 pub mod yaml;
 
 pub use validate::{load_spec, LoadedSpec, SpecError, SpecErrors};

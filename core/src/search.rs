@@ -12,8 +12,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::spec::{DataSpec, ModelSpec, Objective, Params, TrainingSpec, TrialConfig, Workload};
-use crate::validate::{sweepable_field, Ty};
+use crate::fields::Ty;
+use crate::spec::{
+    sweepable_field, DataSpec, ModelSpec, Objective, Params, TrainingSpec, TrialConfig, Workload,
+};
 use crate::yaml::{Path, Seg};
 
 /// The most trials one experiment may expand to.
@@ -25,7 +27,8 @@ pub struct TrialPlan {
     pub index: usize,
     /// The swept values of this trial (plus `training.seed` when `seeds` > 1).
     pub assignments: BTreeMap<String, Value>,
-    /// `workload`, `objective`, `model`, `data`, `training`, `params` with the assignments applied.
+    /// `workload`, `objective`, `model`, `data`, `training`, `params` with the assignments applied
+    /// (a nested path such as `params.aioli.eta` sets the field inside its group).
     pub sections: Value,
     /// For list search: which entry of `search.trials` this trial came from.
     list_index: Option<usize>,
@@ -62,7 +65,8 @@ impl TrialPlan {
     pub fn config(&self) -> Result<TrialConfig, serde_json::Error> {
         #[derive(Deserialize)]
         struct Sections {
-            workload: Workload,
+            #[serde(flatten)]
+            params: Params,
             #[serde(default)]
             objective: Objective,
             #[serde(default)]
@@ -71,17 +75,14 @@ impl TrialPlan {
             data: DataSpec,
             #[serde(default)]
             training: TrainingSpec,
-            #[serde(default)]
-            params: Params,
         }
         let s: Sections = serde_json::from_value(self.sections.clone())?;
         Ok(TrialConfig {
-            workload: s.workload,
+            params: s.params,
             objective: s.objective,
             model: s.model.shape(),
             data: s.data,
             training: s.training,
-            params: s.params,
         })
     }
 }
@@ -105,16 +106,17 @@ pub fn trial_sections(raw: &Value) -> Value {
     Value::Object(out)
 }
 
+/// Sets the field at `dotted` (`training.lr`, `params.aioli.eta`), creating the mappings on the way.
 fn assign(sections: &mut Value, dotted: &str, value: Value) {
-    let Some((section, field)) = dotted.split_once('.') else {
-        return;
-    };
-    let Value::Object(root) = sections else {
-        return;
-    };
-    let sec = root.entry(section.to_string()).or_insert_with(|| json!({}));
-    if let Value::Object(m) = sec {
-        m.insert(field.to_string(), value);
+    let mut keys: Vec<&str> = dotted.split('.').collect();
+    let Some(last) = keys.pop() else { return };
+    let mut node = sections;
+    for k in keys {
+        let Value::Object(m) = node else { return };
+        node = m.entry(k.to_string()).or_insert_with(|| json!({}));
+    }
+    if let Value::Object(m) = node {
+        m.insert(last.to_string(), value);
     }
 }
 
@@ -200,7 +202,16 @@ pub fn expand(raw: &Value) -> Result<Vec<TrialPlan>, Vec<(Path, String)>> {
         .and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    let ty_of = |k: &str| sweepable_field(k).map(|f| f.ty).unwrap_or(Ty::Str);
+    let workload: Option<Workload> = raw
+        .get("spec")
+        .and_then(|s| s.get("workload"))
+        .and_then(|w| w.as_str()?.parse().ok());
+    let ty_of = |k: &str| {
+        workload
+            .and_then(|w| sweepable_field(w, k))
+            .map(|f| f.ty)
+            .unwrap_or(Ty::Str)
+    };
 
     // Each point: (assignments, list index).
     let mut points: Vec<(BTreeMap<String, Value>, Option<usize>)> = Vec::new();
@@ -309,7 +320,8 @@ fn too_many(n: u128) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::load_spec;
+    use crate::load_spec;
+    use crate::workloads::stability::Stability;
 
     const BASE: &str = "apiVersion: orrery.dev/v1alpha1\nkind: Experiment\nmetadata: {name: t}\nspec:\n  workload: stability\n";
 
@@ -331,8 +343,12 @@ mod tests {
         assert_eq!(lrs, vec![1e-4, 1e-3, 1e-2, 1e-1, 1.0]);
         assert_eq!(s.trials[0].assignments["training.seed"], json!(0));
         assert_eq!(s.trials[2].assignments["training.seed"], json!(2));
-        assert!(!s.trials[14].config().unwrap().params.qk_layernorm);
-        assert!(s.trials[15].config().unwrap().params.qk_layernorm);
+        let qk = |i: usize| {
+            let params = s.trials[i].config().unwrap().params;
+            params.of::<Stability>().unwrap().qk_layernorm
+        };
+        assert!(!qk(14));
+        assert!(qk(15));
     }
 
     #[test]
@@ -348,6 +364,17 @@ mod tests {
             assert!((1e-4..1e-1).contains(&c.training.lr));
             assert!((1..=3).contains(&c.model.layers));
         }
+    }
+
+    #[test]
+    fn nested_paths_are_assigned_inside_their_group() {
+        let mut sections = json!({"params": {"method": "x", "aioli": {"eta": 0.1, "k": 2}}});
+        assign(&mut sections, "params.aioli.eta", json!(0.5));
+        assign(&mut sections, "params.doremi.step", json!(1));
+        assert_eq!(
+            sections,
+            json!({"params": {"method": "x", "aioli": {"eta": 0.5, "k": 2}, "doremi": {"step": 1}}})
+        );
     }
 
     #[test]

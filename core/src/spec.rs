@@ -1,14 +1,19 @@
 //! The experiment spec (`apiVersion: orrery.dev/v1alpha1`, `kind: Experiment`) as typed values.
 //!
 //! These types are filled only from a document that [`crate::validate`] has accepted, so every
-//! field here has already been range-checked; defaults live in the `Default` impls below, in one
-//! place, and the validator applies the same rules to swept values.
+//! field here has already been range-checked. The trial-level sections (`model`, `data`,
+//! `training`, and each workload's `params` in [`crate::workloads`]) are declared once with
+//! [`crate::declare_fields!`]: their defaults, types, ranges and one-line meanings live there, and
+//! the validator checks `params` against the fields of the spec's own workload.
 
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::fields::{int, Declared, Field, Ty, NUM};
+pub use crate::workloads::{Params, Workload};
 
 pub const API_VERSION: &str = "orrery.dev/v1alpha1";
 pub const KIND: &str = "Experiment";
@@ -31,22 +36,6 @@ pub struct Metadata {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Workload {
-    Stability,
-}
-
-impl Workload {
-    pub const ALL: &'static [&'static str] = &["stability"];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Workload::Stability => "stability",
-        }
-    }
 }
 
 #[derive(
@@ -84,12 +73,14 @@ impl Default for Objective {
     }
 }
 
-/// The experiment-level fields. The trial-level ones (workload, model, data, training, params) are
-/// what sweeps may change; see [`TrialConfig`].
+/// The experiment-level fields. The trial-level ones (workload and params, model, data, training)
+/// are what sweeps may change; see [`TrialConfig`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExperimentSpec {
-    pub workload: Workload,
+    /// `workload` and its typed `params`.
+    #[serde(flatten)]
+    pub params: Params,
     #[serde(default)]
     pub objective: Objective,
     #[serde(default)]
@@ -98,8 +89,6 @@ pub struct ExperimentSpec {
     pub data: DataSpec,
     #[serde(default)]
     pub training: TrainingSpec,
-    #[serde(default)]
-    pub params: Params,
     #[serde(default)]
     pub search: SearchSpec,
     #[serde(default = "one")]
@@ -116,25 +105,38 @@ pub struct ExperimentSpec {
     pub kubernetes: KubernetesSpec,
 }
 
+impl ExperimentSpec {
+    pub fn workload(&self) -> Workload {
+        self.params.workload()
+    }
+}
+
 fn one() -> u32 {
     1
 }
 
-/// Model size. `preset` supplies the defaults; explicit fields override it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
-pub struct ModelSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preset: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub layers: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub d_model: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub heads: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seq_len: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mlp_ratio: Option<u32>,
+const MAX_STEPS: i64 = 100_000_000;
+
+/// The names of [`MODEL_PRESETS`], in order.
+pub const PRESET_NAMES: &[&str] = &["tiny", "small", "medium"];
+
+crate::declare_fields! {
+    /// Model size. `preset` supplies the defaults; explicit fields override it.
+    pub struct ModelSpec {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        preset: Option<String> = None, Ty::OneOf(PRESET_NAMES),
+            "the size preset the other fields override (unset: tiny): tiny is 2 layers, d_model 64, 4 heads, seq_len 64; small 4, 128, 4, 128; medium 6, 256, 8, 256";
+        #[serde(skip_serializing_if = "Option::is_none")]
+        layers: Option<u32> = None, int(1, 64), "Transformer blocks (unset: the preset's)";
+        #[serde(skip_serializing_if = "Option::is_none")]
+        d_model: Option<u32> = None, int(8, 8192), "width of the residual stream (unset: the preset's)";
+        #[serde(skip_serializing_if = "Option::is_none")]
+        heads: Option<u32> = None, int(1, 128), "attention heads; must divide d_model (unset: the preset's)";
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq_len: Option<u32> = None, int(2, 8192), "context length in tokens (bytes) (unset: the preset's)";
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mlp_ratio: Option<u32> = None, int(1, 16), "MLP hidden width over d_model (unset: the preset's, 4)";
+    }
 }
 
 /// A model with every size fixed: what a worker builds.
@@ -202,26 +204,16 @@ impl ModelSpec {
 pub const BUILTIN_CORPUS: &str = "builtin:multidomain";
 pub const BUILTIN_GROUPS: &[&str] = &["arithmetic", "brackets", "records", "markov"];
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-pub struct DataSpec {
-    pub corpus: String,
-    /// Builtin group names and/or `file:PATH` groups; empty means every builtin group.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    pub seed: u64,
-    /// Bytes generated per builtin group (train split; validation and test are a tenth each).
-    pub group_bytes: u64,
-}
-
-impl Default for DataSpec {
-    fn default() -> Self {
-        DataSpec {
-            corpus: BUILTIN_CORPUS.into(),
-            groups: Vec::new(),
-            seed: 0,
-            group_bytes: 200_000,
-        }
+crate::declare_fields! {
+    /// The training data: a corpus of named groups.
+    pub struct DataSpec {
+        corpus: String = BUILTIN_CORPUS.into(), Ty::OneOf(&[BUILTIN_CORPUS]),
+            "the corpus the builtin groups come from";
+        groups: Vec<String> = Vec::new(), Ty::StrList,
+            "data groups: builtin names (arithmetic, brackets, records, markov) and/or file:PATH (split 90/5/5); empty: every builtin group";
+        seed: u64 = 0, int(0, i64::MAX), "seed of the builtin groups' generators";
+        group_bytes: u64 = 200_000, int(1_000, 1_000_000_000),
+            "bytes generated per builtin group for training (validation and test get a tenth each)";
     }
 }
 
@@ -245,51 +237,30 @@ pub enum WeightDecayMode {
     Independent,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-pub struct TrainingSpec {
-    pub steps: u64,
-    pub batch_size: u32,
-    pub lr: f64,
-    pub warmup_steps: u64,
-    /// Cosine decay ends at `lr * min_lr_ratio`.
-    pub min_lr_ratio: f64,
-    pub weight_decay: f64,
-    pub weight_decay_mode: WeightDecayMode,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    /// Global gradient-norm clip; 0 turns clipping off.
-    pub grad_clip: f64,
-    /// Steps between evaluations; 0 means every tenth of the run.
-    pub eval_every: u64,
-    pub eval_batches: u32,
-    pub log_every: u64,
-    /// Steps between checkpoints; 0 turns checkpoints off.
-    pub checkpoint_every: u64,
-    pub seed: u64,
-}
-
-impl Default for TrainingSpec {
-    fn default() -> Self {
-        TrainingSpec {
-            steps: 300,
-            batch_size: 32,
-            lr: 1e-3,
-            warmup_steps: 0,
-            min_lr_ratio: 0.1,
-            weight_decay: 0.0,
-            weight_decay_mode: WeightDecayMode::Coupled,
-            beta1: 0.9,
-            beta2: 0.95,
-            eps: 1e-8,
-            grad_clip: 1.0,
-            eval_every: 0,
-            eval_batches: 4,
-            log_every: 10,
-            checkpoint_every: 100,
-            seed: 0,
-        }
+crate::declare_fields! {
+    /// The optimisation: steps, batch, AdamW, the LR schedule, and when to log, evaluate and
+    /// checkpoint.
+    pub struct TrainingSpec {
+        steps: u64 = 300, int(1, MAX_STEPS), "optimizer steps";
+        batch_size: u32 = 32, int(1, 65_536), "sequences per step";
+        lr: f64 = 1e-3, NUM.gt(0.0).le(100.0), "peak learning rate η_max";
+        warmup_steps: u64 = 0, int(0, MAX_STEPS),
+            "linear warm-up to lr over this many steps; at most steps";
+        min_lr_ratio: f64 = 0.1, NUM.ge(0.0).le(1.0),
+            "cosine decay after warm-up ends at lr · min_lr_ratio on the last step";
+        weight_decay: f64 = 0.0, NUM.ge(0.0), "AdamW weight decay λ (matrices only, not LayerNorm gains)";
+        weight_decay_mode: WeightDecayMode = WeightDecayMode::Coupled, Ty::OneOf(&["coupled", "independent"]),
+            "coupled: θ −= η_t·λ·θ (PyTorch's AdamW); independent: θ −= (η_t/η_max)·λ·θ (Wortsman et al.)";
+        beta1: f64 = 0.9, NUM.ge(0.0).lt(1.0), "AdamW β₁";
+        beta2: f64 = 0.95, NUM.ge(0.0).lt(1.0), "AdamW β₂";
+        eps: f64 = 1e-8, NUM.gt(0.0), "AdamW ε";
+        grad_clip: f64 = 1.0, NUM.ge(0.0), "clip the global gradient norm to this; 0 turns clipping off";
+        eval_every: u64 = 0, int(0, MAX_STEPS), "steps between evaluations; 0: every tenth of the run";
+        eval_batches: u32 = 4, int(1, 10_000), "validation batches per group in each evaluation";
+        log_every: u64 = 10, int(1, MAX_STEPS), "steps between logged training metrics";
+        checkpoint_every: u64 = 100, int(0, MAX_STEPS), "steps between checkpoints; 0 turns them off";
+        seed: u64 = 0, int(0, i64::MAX),
+            "seed of the initialisation and the batch order (search.seeds sweeps it)";
     }
 }
 
@@ -303,24 +274,43 @@ impl TrainingSpec {
     }
 }
 
-/// Workload-specific parameters. Every workload's fields live here, and validation accepts only
-/// the ones that belong to the spec's workload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
-#[serde(default)]
-pub struct Params {
-    #[serde(default)]
-    pub qk_layernorm: bool,
-    /// z-loss coefficient: L = CE + z_loss · mean(log Z)²; 0 turns it off.
-    #[serde(default)]
-    pub z_loss: f64,
-    /// μParam ("simple", Wortsman et al. §3.4): fan-in initialisation, and the hidden matrices'
-    /// learning rate and the output logits scaled by [`MUP_BASE_WIDTH`] / d_model.
-    #[serde(default)]
-    pub mup_simple: bool,
+/// The trial-level sections besides `params`, with their fields: what a sweep may address as
+/// `model.…`, `data.…`, `training.…`.
+pub const SECTIONS: &[(&str, &[Field])] = &[
+    ("model", ModelSpec::FIELDS),
+    ("data", DataSpec::FIELDS),
+    ("training", TrainingSpec::FIELDS),
+];
+
+/// A section's fields: `model`, `data`, `training`, or `params` of `workload`.
+pub fn section_fields(workload: Workload, section: &str) -> Option<&'static [Field]> {
+    if section == "params" {
+        return Some(workload.fields());
+    }
+    SECTIONS
+        .iter()
+        .find(|(s, _)| *s == section)
+        .map(|(_, f)| *f)
 }
 
-/// The width at which μParam (simple) leaves learning rates and logits unscaled (the tiny preset).
-pub const MUP_BASE_WIDTH: u32 = 64;
+/// The field a dotted sweep path names for `workload`: `training.lr`, `params.qk_layernorm`, or a
+/// nested one such as `params.aioli.eta`. A group (a mapping of fields) cannot be swept whole.
+pub fn sweepable_field(workload: Workload, path: &str) -> Option<&'static Field> {
+    let (section, rest) = path.split_once('.')?;
+    let f = crate::fields::lookup(section_fields(workload, section)?, rest)?;
+    (!matches!(f.ty, Ty::Group(_))).then_some(f)
+}
+
+/// Every path a sweep may assign for `workload`, in section order.
+pub fn sweepable_paths(workload: Workload) -> Vec<String> {
+    ["model", "data", "training", "params"]
+        .iter()
+        .flat_map(|s| {
+            let fields = section_fields(workload, s).unwrap_or(&[]);
+            crate::fields::leaves(fields, s).into_iter().map(|(p, _)| p)
+        })
+        .collect()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
@@ -454,10 +444,72 @@ impl Default for Resources {
 /// Everything one trial needs to run: the trial-level sections after its sweep values were applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TrialConfig {
-    pub workload: Workload,
+    /// `workload` and its typed `params`.
+    #[serde(flatten)]
+    pub params: Params,
     pub objective: Objective,
     pub model: ModelShape,
     pub data: DataSpec,
     pub training: TrainingSpec,
-    pub params: Params,
+}
+
+impl TrialConfig {
+    pub fn workload(&self) -> Workload {
+        self.params.workload()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preset_names_follow_the_presets() {
+        let names: Vec<&str> = MODEL_PRESETS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, PRESET_NAMES);
+    }
+
+    /// Each declared default is a value its own field accepts, and every field is declared.
+    fn check_declared<T: Declared>() {
+        let defaults = T::defaults();
+        let map = defaults
+            .as_object()
+            .expect("a section serialises as a mapping");
+        for f in T::FIELDS {
+            if let Some(v) = map.get(f.name).filter(|v| !v.is_null()) {
+                crate::fields::check_value(f.ty, v)
+                    .unwrap_or_else(|e| panic!("default of {}: {e}", f.name));
+            }
+        }
+        for k in map.keys() {
+            assert!(T::FIELDS.iter().any(|f| f.name == k), "{k} is not declared");
+        }
+    }
+
+    #[test]
+    fn declared_defaults_are_valid() {
+        check_declared::<ModelSpec>();
+        check_declared::<DataSpec>();
+        check_declared::<TrainingSpec>();
+        for w in Workload::ALL {
+            let defaults = w.default_params();
+            for f in w.fields() {
+                if let Some(v) = defaults.get(f.name) {
+                    crate::fields::check_value(f.ty, v).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sweep_paths() {
+        let w = Workload::Stability;
+        assert_eq!(sweepable_field(w, "training.lr").unwrap().name, "lr");
+        assert!(sweepable_field(w, "params.qk_layernorm").is_some());
+        assert!(sweepable_field(w, "params.nope").is_none());
+        assert!(sweepable_field(w, "lr").is_none());
+        let paths = sweepable_paths(w);
+        assert!(paths.contains(&"model.d_model".to_string()));
+        assert!(paths.contains(&"params.z_loss".to_string()));
+    }
 }

@@ -2,9 +2,10 @@
 //!
 //! An Experiment's spec *is* the spec `orrery run` reads (core's [`ExperimentSpec`], flattened in),
 //! so `kubectl apply -f experiments/x.yaml` and `orrery run experiments/x.yaml` take the same file.
-//! The value ranges in the CRD schema come from the validator's field tables
-//! ([`orrery_core::validate`]), so the API server refuses what `orrery validate` refuses, with the
-//! field named.
+//! The value ranges in the CRD schema come from the sections' declared fields
+//! ([`orrery_core::fields`]), so the API server refuses what `orrery validate` refuses, with the
+//! field named; `params` is the union of every workload's fields, each tied to its workloads by a
+//! CEL rule.
 
 use std::collections::BTreeMap;
 
@@ -14,11 +15,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use orrery_core::fields::{Field, Ty};
 use orrery_core::schedule::{Counts, ExperimentPhase, TrialPhase};
 use orrery_core::spec::{ExperimentSpec, KubernetesSpec, Resources, TrialConfig};
-use orrery_core::validate::{
-    Field, Ty, DATA_FIELDS, MODEL_FIELDS, STABILITY_PARAMS, TRAINING_FIELDS,
-};
+use orrery_core::spec::{Workload, SECTIONS};
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
@@ -197,7 +197,7 @@ fn strip_nulls(v: &mut Value) {
     }
 }
 
-/// Writes a field's accepted range into its OpenAPI schema node.
+/// Writes a field's accepted range into its OpenAPI schema node (a group: its members').
 fn constrain(node: &mut Value, f: &Field) {
     let Some(obj) = node.as_object_mut() else {
         return;
@@ -225,26 +225,125 @@ fn constrain(node: &mut Value, f: &Field) {
                 options.iter().map(|o| Value::from(*o)).collect(),
             );
         }
+        Ty::Group(fields) => constrain_fields(node, fields),
         Ty::Bool | Ty::Str | Ty::StrList => {}
     }
 }
 
-/// Applies the validator's field tables to the `spec` schema of an Experiment CRD.
-fn constrain_spec(spec: &mut Value) {
-    for (section, fields) in [
-        ("model", MODEL_FIELDS),
-        ("data", DATA_FIELDS),
-        ("training", TRAINING_FIELDS),
-        ("params", STABILITY_PARAMS),
-    ] {
-        for f in fields {
-            if let Some(node) =
-                spec.pointer_mut(&format!("/properties/{section}/properties/{}", f.name))
-            {
-                constrain(node, f);
+/// Applies each field's range to its node under `object`'s `properties`.
+fn constrain_fields(object: &mut Value, fields: &[Field]) {
+    for f in fields {
+        if let Some(node) = object.pointer_mut(&format!("/properties/{}", f.name)) {
+            constrain(node, f);
+        }
+    }
+}
+
+/// A declared field's schema, from the declaration alone (the `params` of a workload have no Rust
+/// type in common to derive one from).
+fn field_schema(f: &Field) -> Value {
+    let mut node = match f.ty {
+        Ty::Int { .. } => serde_json::json!({"type": "integer", "format": "int64"}),
+        Ty::Num { .. } => serde_json::json!({"type": "number", "format": "double"}),
+        Ty::Bool => serde_json::json!({"type": "boolean"}),
+        Ty::Str | Ty::OneOf(_) => serde_json::json!({"type": "string"}),
+        Ty::StrList => serde_json::json!({"type": "array", "items": {"type": "string"}}),
+        Ty::Group(fields) => object_schema(fields.iter()),
+    };
+    node["description"] = f.doc.into();
+    constrain(&mut node, f);
+    node
+}
+
+fn object_schema<'a>(fields: impl Iterator<Item = &'a Field>) -> Value {
+    let props: serde_json::Map<String, Value> = fields
+        .map(|f| (f.name.to_string(), field_schema(f)))
+        .collect();
+    serde_json::json!({"type": "object", "properties": props})
+}
+
+/// A schema without its descriptions: what two declarations of one field must agree on.
+fn types_of(schema: &Value) -> Value {
+    match schema {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| k.as_str() != "description")
+                .map(|(k, v)| (k.clone(), types_of(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The schema of `params` for these workloads — the union of their fields — and the CEL rules,
+/// for the object holding `workload` and `params`, that refuse a field of another workload. Two
+/// workloads may share a field name only with the same schema.
+fn params_union(workloads: &[(&str, &'static [Field])]) -> (Value, Vec<Value>) {
+    let mut union: BTreeMap<&str, (&Field, Vec<&str>)> = BTreeMap::new();
+    for (w, fields) in workloads {
+        for f in *fields {
+            let entry = union.entry(f.name).or_insert((f, Vec::new()));
+            assert_eq!(
+                types_of(&field_schema(entry.0)),
+                types_of(&field_schema(f)),
+                "params.{} is declared by {} and {} with different types; rename one",
+                f.name,
+                entry.1.join(", "),
+                w
+            );
+            entry.1.push(w);
+        }
+    }
+    let schema = object_schema(union.values().map(|(f, _)| *f));
+    let rules = union
+        .iter()
+        .filter(|(_, (_, owners))| owners.len() < workloads.len())
+        .map(|(name, (_, owners))| {
+            let list = owners
+                .iter()
+                .map(|w| format!("'{w}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            serde_json::json!({
+                "rule": format!("!has(self.params) || !has(self.params.{name}) || self.workload in [{list}]"),
+                "message": format!("params.{name} belongs to workload {}", owners.join(", ")),
+            })
+        })
+        .collect();
+    (schema, rules)
+}
+
+/// Puts the registry's `params` union (and its rules) into an object schema with `workload` and
+/// `params` (an Experiment's spec, a Trial's config).
+fn constrain_params(object: &mut Value) {
+    let workloads: Vec<(&str, &'static [Field])> = Workload::ALL
+        .iter()
+        .map(|w| (w.as_str(), w.fields()))
+        .collect();
+    let (schema, rules) = params_union(&workloads);
+    if let Some(params) = object.pointer_mut("/properties/params") {
+        *params = schema;
+    }
+    if !rules.is_empty() {
+        if let Some(obj) = object.as_object_mut() {
+            let list = obj
+                .entry("x-kubernetes-validations")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Some(list) = list.as_array_mut() {
+                list.extend(rules);
             }
         }
     }
+}
+
+/// Applies the declared ranges to the `spec` schema of an Experiment CRD.
+fn constrain_spec(spec: &mut Value) {
+    for (section, fields) in SECTIONS {
+        if let Some(node) = spec.pointer_mut(&format!("/properties/{section}")) {
+            constrain_fields(node, fields);
+        }
+    }
+    constrain_params(spec);
     for (path, min) in [
         ("/properties/parallelism", 1),
         ("/properties/maxFailedTrials", 0),
@@ -281,7 +380,7 @@ fn constrain_spec(spec: &mut Value) {
     }
 }
 
-/// The two CRDs as JSON values, with the validator's ranges applied.
+/// The two CRDs as JSON values, with the declared ranges applied.
 pub fn crds() -> Vec<(String, Value)> {
     let mut exp = serde_json::to_value(Experiment::crd()).expect("the Experiment CRD serialises");
     if let Some(versions) = exp
@@ -294,7 +393,18 @@ pub fn crds() -> Vec<(String, Value)> {
             }
         }
     }
-    let trial = serde_json::to_value(Trial::crd()).expect("the Trial CRD serialises");
+    let mut trial = serde_json::to_value(Trial::crd()).expect("the Trial CRD serialises");
+    if let Some(versions) = trial
+        .pointer_mut("/spec/versions")
+        .and_then(Value::as_array_mut)
+    {
+        for v in versions {
+            let config = "/schema/openAPIV3Schema/properties/spec/properties/config";
+            if let Some(config) = v.pointer_mut(config) {
+                constrain_params(config);
+            }
+        }
+    }
     vec![
         ("experiments.orrery.dev.yaml".into(), exp),
         ("trials.orrery.dev.yaml".into(), trial),
@@ -312,6 +422,52 @@ pub fn to_yaml(crd: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const A: &[Field] = &[
+        Field {
+            name: "shared",
+            ty: Ty::Bool,
+            doc: "in both",
+        },
+        Field {
+            name: "only_a",
+            ty: orrery_core::fields::NUM.gt(0.0),
+            doc: "a's",
+        },
+    ];
+    const B: &[Field] = &[Field {
+        name: "shared",
+        ty: Ty::Bool,
+        doc: "in both",
+    }];
+
+    #[test]
+    fn params_are_the_union_with_a_rule_per_field_not_everyone_has() {
+        let (schema, rules) = params_union(&[("a", A), ("b", B)]);
+        assert_eq!(schema["properties"]["only_a"]["minimum"], 0.0);
+        assert_eq!(schema["properties"]["only_a"]["exclusiveMinimum"], true);
+        assert_eq!(schema["properties"]["shared"]["type"], "boolean");
+        assert_eq!(
+            rules,
+            vec![serde_json::json!({
+                "rule": "!has(self.params) || !has(self.params.only_a) || self.workload in ['a']",
+                "message": "params.only_a belongs to workload a",
+            })]
+        );
+        // One workload: nothing to tie.
+        assert!(params_union(&[("a", A)]).1.is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "different types")]
+    fn a_shared_name_must_keep_its_type() {
+        const C: &[Field] = &[Field {
+            name: "shared",
+            ty: Ty::Str,
+            doc: "in both",
+        }];
+        params_union(&[("a", A), ("c", C)]);
+    }
 
     #[test]
     fn a_condition_keeps_its_transition_time_until_its_status_changes() {

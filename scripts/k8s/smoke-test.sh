@@ -69,4 +69,15 @@ if out=$("$K" apply -f "$DIR/bad.yaml" 2>&1); then fail "an invalid Experiment w
 echo "$out" | grep -q 'spec.training.lr' || fail "the refusal does not name spec.training.lr: $out"
 echo "$out" | grep -q 'd_model must be divisible by heads' || fail "the CEL rule did not fire: $out"
 echo "ok: invalid Experiment refused: $out"
-echo "k8s control-plane smoke test: 4 passed, 0 failed"
+
+# Objects written before the workload registry (an Experiment with its params, a Trial as the old
+# operator wrote it) are still accepted by today's CRDs; params of the wrong range are refused.
+"$K" create namespace orrery >/dev/null
+"$K" apply -f "$REPO/operator/tests/data/" >/dev/null || fail "the v0 Experiment and Trial were refused"
+"$K" get trial old-sweep-3 -n orrery -o jsonpath='{.spec.config.params.qk_layernorm}' | grep -q true \
+  || fail "the v0 Trial lost its params"
+sed 's/z_loss: 1.0e-4/z_loss: 2.0/; s/name: old-sweep,/name: old-sweep-bad,/' "$REPO/operator/tests/data/v0-experiment.yaml" > "$DIR/bad-params.yaml"
+if out=$("$K" apply -f "$DIR/bad-params.yaml" 2>&1); then fail "params.z_loss 2.0 was accepted"; fi
+echo "$out" | grep -q 'spec.params.z_loss' || fail "the refusal does not name spec.params.z_loss: $out"
+echo "ok: v0 Experiment and Trial accepted by today's CRDs; a bad params value refused: $out"
+echo "k8s control-plane smoke test: 5 passed, 0 failed"

@@ -7,7 +7,7 @@
 // menu or the focused control survive it.
 
 import { api, el, fmt, fmtParam, live, notice, pageData, phaseBadge } from './common.js';
-import { renderPanel } from './panels.js';
+import { hasPanel, renderPanel } from './panels.js';
 
 const data = pageData();
 const expId = Number(data.experiment);
@@ -328,6 +328,12 @@ function updateHeading() {
 
 function drawPanel() {
   const panel = document.getElementById('panel');
+  // A workload without a panel module shows no panel at all.
+  if (!hasPanel(data.workload)) {
+    panel.closest('section').hidden = true;
+    panel.dataset.ready = 'true';
+    return;
+  }
   renderPanel(panel, expId, data.workload)
     .catch((err) => { console.error(err); panel.replaceChildren(el('p', { class: 'error' }, String(err.message))); })
     .finally(() => { panel.dataset.ready = 'true'; });

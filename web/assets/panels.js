@@ -1,51 +1,17 @@
-// The workload panel of an experiment page: what the workload's paper plots, from the analysis
-// endpoint. Only stability has workers so far; the other workloads' panels say so.
+// The workload panel of an experiment page: what the workload's paper plots, drawn from the
+// analysis endpoint by the workload's own module (panels/<workload>.js). One line per workload.
 
-import { api, el, fmt } from './common.js';
-import { chartFigure, legend, color } from './chart.js';
+import { api } from './common.js';
+import * as stability from './panels/stability.js';
 
-const PLANNED = {
-  aioli: 'mixture proportions over time and the interaction matrix as a heatmap',
-  negatives: 'accuracy against synthetic data size for each method',
-  rldp: 'utility against the privacy budget ε',
-};
+const PANELS = { stability };
 
-export async function renderPanel(target, expId, workload) {
-  if (workload !== 'stability') {
-    const what = PLANNED[workload] || 'its results';
-    target.replaceChildren(el('p', { class: 'empty' },
-      `No ${workload} data to plot: this panel would show ${what}, but no ${workload} runs have reported results.`));
-    return;
-  }
-  const analysis = await api(`/api/v1/experiments/${expId}/analysis`);
-  stability(target, analysis.lrSensitivity.filter((c) => c.curve.length >= 2));
+/** True when the workload has a panel. */
+export function hasPanel(workload) {
+  return Object.hasOwn(PANELS, workload);
 }
 
-/** LR against final loss per configuration (Wortsman et al. Fig. 1), with each one's LR sensitivity. */
-function stability(target, configs) {
-  if (!configs.length) {
-    target.replaceChildren(el('p', { class: 'empty' },
-      'No LR sweep to plot yet: the panel needs finished trials at two or more learning rates (training.lr) of one configuration.'));
-    return;
-  }
-  const series = configs.map((c, i) => ({ label: c.config, color: color(i), points: c.curve.map((p) => [p.lr, p.loss]) }));
-  const loss = chartFigure('Final loss (min(ℓ, ℓ₀), mean over seeds) against learning rate', { logX: true, markers: true, xLabel: 'learning rate', height: 260 });
-  const logits = configs.some((c) => c.curve.some((p) => p.max_attn_logit != null))
-    ? chartFigure('Max attention logit against learning rate', { logX: true, logY: true, markers: true, xLabel: 'learning rate', height: 260 })
-    : null;
-  const table = el('table', { class: 'grid', id: 'lrs-table' },
-    el('caption', {}, 'LR sensitivity E_η[min(ℓ(η), ℓ₀) − min ℓ] per configuration (lower: less sensitive)'),
-    el('thead', {}, el('tr', {}, ['configuration', 'LR sensitivity', '± seeds', 'best LR', 'best loss', 'largest stable LR']
-      .map((h) => el('th', { scope: 'col' }, h)))),
-    el('tbody', {}, configs.map((c, i) => el('tr', {},
-      el('td', {}, el('span', { class: 'swatch', style: `background:${color(i)}` }), ' ', c.config),
-      el('td', { class: 'num' }, fmt(c.lr_sensitivity)),
-      el('td', { class: 'num' }, c.lrs_spread == null ? '—' : fmt(c.lrs_spread)),
-      el('td', { class: 'num' }, fmt(c.best_lr)),
-      el('td', { class: 'num' }, fmt(c.best_loss)),
-      el('td', { class: 'num' }, c.largest_stable_lr == null ? 'none' : fmt(c.largest_stable_lr))))));
-  target.replaceChildren(el('div', { class: 'charts' }, loss.fig, logits?.fig), legend(series), table);
-  loss.chart.setSeries(series);
-  logits?.chart.setSeries(configs.map((c, i) => ({ label: c.config, color: color(i),
-    points: c.curve.filter((p) => p.max_attn_logit != null).map((p) => [p.lr, p.max_attn_logit]) })));
+export async function renderPanel(target, expId, workload) {
+  const analysis = await api(`/api/v1/experiments/${expId}/analysis`);
+  PANELS[workload].render(target, analysis);
 }

@@ -1,16 +1,14 @@
 //! Orrery's trial worker: runs one trial of a workload on CPU or GPU and reports its metrics.
 //!
 //! - [`data`]: byte-level corpus groups and batches; [`model`]: the GPT decoder;
-//!   [`optim`]: AdamW and the LR schedule; [`checkpoint`]: save and resume;
-//! - [`stability`]: the stability workload's training loop;
-//! - [`reporter`]: batched, spill-to-disk metric delivery.
+//! - [`train`]: what every workload shares — the LR schedule, AdamW, evaluation, checkpoints and
+//!   resume, the divergence rules, the metric reporter, and the training loop;
+//! - [`workloads`]: one module per workload, and the registry that picks it for a trial.
 
-pub mod checkpoint;
 pub mod data;
 pub mod model;
-pub mod optim;
-pub mod reporter;
-pub mod stability;
+pub mod train;
+pub mod workloads;
 
 /// Exit codes of `orrery-worker`, read by the executors.
 pub use orrery_core::schedule::exit;

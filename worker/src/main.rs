@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use orrery_core::client::ApiClient;
-use orrery_core::spec::{TrialConfig, Workload};
-use orrery_worker::reporter::{Reporter, ReporterOptions};
-use orrery_worker::stability::{self, RunEnv, TrialResult};
-use orrery_worker::{exit, parse_device};
+use orrery_core::spec::TrialConfig;
+use orrery_worker::train::reporter::{Reporter, ReporterOptions};
+use orrery_worker::train::{RunEnv, TrainError, TrialResult};
+use orrery_worker::{exit, parse_device, workloads};
 
 #[derive(Parser, Debug)]
 #[command(name = "orrery-worker", version, about = "Runs one Orrery trial")]
@@ -143,7 +143,7 @@ fn main() -> ExitCode {
     );
     tracing::info!(
         ?device,
-        workload = cfg.workload.as_str(),
+        workload = cfg.workload().as_str(),
         lr = cfg.training.lr,
         "starting trial {trial_id}"
     );
@@ -152,9 +152,7 @@ fn main() -> ExitCode {
         checkpoint_dir: Some(args.workdir.join("checkpoint")),
         progress: args.progress,
     };
-    let result = match cfg.workload {
-        Workload::Stability => stability::run(&cfg, &env, &reporter),
-    };
+    let result = workloads::run(&cfg, &env, &reporter);
     let stats = reporter.finish();
     if stats.left_in_spill > 0 {
         tracing::warn!(
@@ -172,7 +170,7 @@ fn main() -> ExitCode {
             tracing::warn!("trial diverged: {why}");
             ExitCode::from(exit::DIVERGED as u8)
         }
-        Err(e @ stability::TrainError::Data(_)) => {
+        Err(e @ TrainError::Data(_)) => {
             eprintln!("error: {e}");
             ExitCode::from(exit::BAD_CONFIG as u8)
         }

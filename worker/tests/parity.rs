@@ -8,6 +8,7 @@ use std::process::Command;
 use tch::{nn, Device, Kind, Tensor};
 
 use orrery_worker::model::{loss, Gpt, GptConfig};
+use orrery_worker::workloads::stability::probes::forward_explicit;
 
 fn python() -> String {
     std::env::var("ORRERY_PYTHON").unwrap_or_else(|_| {
@@ -70,7 +71,7 @@ fn forward_and_gradients_match_pytorch() {
         let logits = if fused {
             model.forward(&inputs)
         } else {
-            model.forward_explicit(&inputs).0
+            forward_explicit(&model, &inputs).0
         };
         let l = loss(&logits, &targets, z_coef);
         l.total.backward();

@@ -1,5 +1,5 @@
 //! The pages' scripts and style sheet (`web/assets/` at the top of the repository, the front end
-//! of DESIGN.md's layout), compiled into the binary.
+//! of DESIGN.md's layout), compiled into the binary: `build.rs` lists every file there.
 
 pub struct Asset {
     pub name: &'static str,
@@ -20,29 +20,8 @@ const fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-macro_rules! assets {
-    ($($name:literal => $type:expr),* $(,)?) => {
-        const ASSETS: &[Asset] = &[$(Asset {
-            name: $name,
-            content_type: $type,
-            body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../web/assets/", $name)),
-            hash: fnv1a(include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../web/assets/", $name))),
-        }),*];
-    };
-}
-
-const JS: &str = "text/javascript; charset=utf-8";
-
-assets! {
-    "orrery.css" => "text/css; charset=utf-8",
-    "common.js" => JS,
-    "chart.js" => JS,
-    "experiments.js" => JS,
-    "experiment.js" => JS,
-    "panels.js" => JS,
-    "trial.js" => JS,
-    "compare.js" => JS,
-}
+// Every file of web/assets (subfolders too), listed by build.rs.
+include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
 pub fn find(name: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.name == name)
@@ -50,6 +29,35 @@ pub fn find(name: &str) -> Option<&'static Asset> {
 
 #[cfg(test)]
 mod tests {
+    /// The asset a relative import of module `from` names: `../common.js` from `panels/x.js` is
+    /// `common.js`.
+    fn resolve(from: &str, spec: &str) -> String {
+        let mut parts: Vec<&str> = from.split('/').collect();
+        parts.pop();
+        for seg in spec.split('/') {
+            match seg {
+                "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                s => parts.push(s),
+            }
+        }
+        parts.join("/")
+    }
+
+    #[test]
+    fn every_file_is_embedded_with_its_type() {
+        let panel = super::find("panels/stability.js").expect("subfolders are embedded");
+        assert!(panel.content_type.starts_with("text/javascript"));
+        assert!(super::find("orrery.css")
+            .unwrap()
+            .content_type
+            .starts_with("text/css"));
+        assert_eq!(resolve("panels/stability.js", "../common.js"), "common.js");
+        assert_eq!(resolve("experiment.js", "./panels.js"), "panels.js");
+    }
+
     #[test]
     fn every_module_import_is_an_embedded_asset() {
         // A page would fail at run time on an import the binary does not carry.
@@ -57,10 +65,10 @@ mod tests {
             let text = std::str::from_utf8(a.body).unwrap();
             for line in text.lines().filter(|l| l.starts_with("import ")) {
                 let spec = line.split(['\'', '"']).nth(1).unwrap();
-                let name = spec.strip_prefix("./").unwrap();
+                let name = resolve(a.name, spec);
                 assert!(
-                    super::find(name).is_some(),
-                    "{}: {spec} is not embedded",
+                    super::find(&name).is_some(),
+                    "{}: {spec} ({name}) is not embedded",
                     a.name
                 );
             }

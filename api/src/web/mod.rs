@@ -18,8 +18,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::error::ApiError;
 use crate::logs::LogDir;
-use crate::routes::{trial_log_dir, ApiError, AppState, Logs};
+use crate::state::{AppState, Logs};
 use crate::store::{Store, StoreError};
 
 pub fn routes() -> Router<AppState> {
@@ -29,7 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/experiments/{id}/compare", get(compare))
         .route("/trials/{id}", get(trial))
         .route("/trials/{id}/logs/{attempt}", get(log))
-        .route("/assets/{name}", get(asset))
+        .route("/assets/{*name}", get(asset))
         // Browsers ask for it on pages without a <link rel=icon> (the plain-text logs).
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
 }
@@ -110,7 +111,7 @@ async fn log(
     State(Logs(logs)): State<Logs>,
     Path((id, attempt)): Path<(i64, u32)>,
 ) -> PageResult {
-    let dir = trial_log_dir(&store, logs.as_deref(), id)
+    let dir = crate::logs::trial_dir(&store, logs.as_deref(), id)
         .await
         .map_err(error_page)?;
     let missing = |why: String| error_response(StatusCode::NOT_FOUND, &why);

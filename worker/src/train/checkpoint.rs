@@ -1,11 +1,12 @@
-//! Checkpoints: parameters, Adam moments and the loop's counters in one file, written to a temporary
-//! name and renamed, so a worker killed mid-write leaves the previous checkpoint intact.
+//! Checkpoints: parameters, Adam moments, the loop's counters and the workload's own state
+//! ([`super::Workload::state`]) in one file, written to a temporary name and renamed, so a worker
+//! killed mid-write leaves the previous checkpoint intact.
 
 use std::path::{Path, PathBuf};
 
 use tch::{Kind, Tensor};
 
-use crate::optim::AdamW;
+use super::optim::AdamW;
 
 const FILE: &str = "checkpoint.pt";
 
@@ -23,7 +24,13 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-pub fn save(dir: &Path, opt: &AdamW, progress: Progress) -> Result<(), tch::TchError> {
+/// `state`: the workload's tensors beyond the optimizer's (saved as `w/NAME`).
+pub fn save(
+    dir: &Path,
+    opt: &AdamW,
+    progress: Progress,
+    state: &[(String, Tensor)],
+) -> Result<(), tch::TchError> {
     std::fs::create_dir_all(dir)?;
     let mut named: Vec<(String, Tensor)> = Vec::new();
     for p in &opt.params {
@@ -33,6 +40,9 @@ pub fn save(dir: &Path, opt: &AdamW, progress: Progress) -> Result<(), tch::TchE
         ));
         named.push((format!("m/{}", p.name), p.m.to_device(tch::Device::Cpu)));
         named.push((format!("v/{}", p.name), p.v.to_device(tch::Device::Cpu)));
+    }
+    for (name, t) in state {
+        named.push((format!("w/{name}"), t.detach().to_device(tch::Device::Cpu)));
     }
     named.push((
         "meta/step".into(),
@@ -52,8 +62,13 @@ pub fn save(dir: &Path, opt: &AdamW, progress: Progress) -> Result<(), tch::TchE
     Ok(())
 }
 
-/// Loads the checkpoint in `dir` into `opt` (parameters and moments); `None` when there is none.
-pub fn load(dir: &Path, opt: &mut AdamW) -> Result<Option<Progress>, tch::TchError> {
+/// Loads the checkpoint in `dir` into `opt` (parameters and moments) and into the workload's
+/// `state` tensors (copied in place); `None` when there is none.
+pub fn load(
+    dir: &Path,
+    opt: &mut AdamW,
+    state: &[(String, Tensor)],
+) -> Result<Option<Progress>, tch::TchError> {
     let file = path(dir);
     if !file.exists() {
         return Ok(None);
@@ -70,6 +85,9 @@ pub fn load(dir: &Path, opt: &mut AdamW) -> Result<Option<Progress>, tch::TchErr
             p.tensor.f_copy_(get(&format!("p/{}", p.name))?)?;
             p.m.f_copy_(get(&format!("m/{}", p.name))?)?;
             p.v.f_copy_(get(&format!("v/{}", p.name))?)?;
+        }
+        for (name, t) in state {
+            t.shallow_clone().f_copy_(get(&format!("w/{name}"))?)?;
         }
         Ok(())
     })?;

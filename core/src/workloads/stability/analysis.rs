@@ -1,5 +1,5 @@
-//! Analyses computed from trial results. LR sensitivity follows Wortsman et al. (arXiv 2309.14322,
-//! §2.2; `shared/research/algorithms.md` §4.2):
+//! The stability analysis: LR sensitivity per configuration of an LR sweep (Wortsman et al., arXiv
+//! 2309.14322, §2.2; `docs/workloads/stability.md`):
 //!
 //!   LRS = E_η [ min(ℓ(η), ℓ₀) − ℓ* ],   ℓ* = min_η ℓ(η),
 //!
@@ -27,7 +27,7 @@ pub struct LrRun {
     pub max_attn_logit: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LrCurvePoint {
     pub lr: f64,
     /// Mean over seeds of min(ℓ, ℓ₀).
@@ -38,7 +38,7 @@ pub struct LrCurvePoint {
     pub max_attn_logit: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LrSensitivity {
     pub config: String,
     /// LRS of the seed-averaged curve.
@@ -164,7 +164,7 @@ pub fn lr_sensitivity(runs: &[LrRun]) -> Vec<LrSensitivity> {
 pub fn max_attn_logit(summaries: &BTreeMap<String, crate::dto::Summary>) -> Option<f64> {
     summaries
         .iter()
-        .filter(|(k, _)| k.starts_with(crate::metrics::ATTN_MAX_LOGIT_PREFIX))
+        .filter(|(k, _)| k.starts_with(super::ATTN_MAX_LOGIT_PREFIX))
         .filter_map(|(_, s)| s.max)
         .filter(|x| x.is_finite())
         .max_by(f64::total_cmp)

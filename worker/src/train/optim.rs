@@ -1,24 +1,12 @@
-//! AdamW with the two weight-decay forms Wortsman et al. distinguish, and the warm-up + cosine
-//! schedule. Written out rather than taken from `tch::nn::AdamW` because tch couples decay to the
-//! learning rate and hides the moments, which checkpoints and the stability metrics need.
+//! AdamW with the two weight-decay forms Wortsman et al. distinguish (coupled, as PyTorch's AdamW;
+//! independent of the LR's size). Written out rather than taken from `tch::nn::AdamW` because tch
+//! couples decay to the learning rate and hides the moments, which checkpoints and the per-group
+//! RMS metrics need.
 
 use tch::Tensor;
 
 use orrery_core::spec::{TrainingSpec, WeightDecayMode};
-
-/// Learning rate at `step` (0-based): linear warm-up to `lr` over `warmup_steps`, then cosine decay
-/// to `lr · min_lr_ratio` at the last step.
-pub fn lr_at(t: &TrainingSpec, step: u64) -> f64 {
-    if step < t.warmup_steps {
-        return t.lr * (step + 1) as f64 / t.warmup_steps as f64;
-    }
-    // The peak is reached on the last warm-up step; decay starts on the next one and reaches the
-    // minimum on the last step.
-    let span = t.steps.saturating_sub(t.warmup_steps).max(1) as f64;
-    let progress = ((step - t.warmup_steps + 1) as f64 / span).min(1.0);
-    let min = t.lr * t.min_lr_ratio;
-    min + 0.5 * (t.lr - min) * (1.0 + (std::f64::consts::PI * progress).cos())
-}
+use tch::nn::VarStore;
 
 pub struct Param {
     pub name: String,
@@ -45,6 +33,14 @@ pub struct AdamW {
 }
 
 impl AdamW {
+    /// Over every variable of `vs`, sorted by name (the order checkpoints and the gradient-norm
+    /// sum follow).
+    pub fn over(vs: &VarStore, t: &TrainingSpec) -> Self {
+        let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        AdamW::new(named, t)
+    }
+
     /// `named`: the model's parameters, in a fixed order (sorted by name).
     pub fn new(named: Vec<(String, Tensor)>, t: &TrainingSpec) -> Self {
         let params = named
@@ -76,7 +72,9 @@ impl AdamW {
         }
     }
 
-    /// Σg² of each parameter's gradient (0 where it has none), in `params` order.
+    /// Σg² of each parameter's gradient (0 where it has none), in `params` order. This reads each
+    /// sum back to the host: one device sync per parameter per step (the worker-performance issue
+    /// replaces it with a norm kept on the device).
     pub fn grad_sumsq(&self) -> Vec<f64> {
         tch::no_grad(|| {
             self.params
@@ -126,7 +124,8 @@ impl AdamW {
     /// coupled (PyTorch AdamW): θ ← θ − η·λ·θ − η·u;
     /// independent (Wortsman et al.): θ ← θ − (η_t/η_max)·λ·θ − η·u, the schedule's multiplier only;
     /// with u = m̂ / (√v̂ + ε). With `measure`, returns each parameter's Σ(Δθ)² for this update
-    /// (decay included), in `params` order; else an empty list (no device syncs in the hot loop).
+    /// (decay included), in `params` order, at one copy and one sync per parameter; else an empty
+    /// list and no extra work.
     pub fn step(&mut self, lr: f64, measure: bool) -> Vec<f64> {
         self.t += 1;
         let bc1 = 1.0 - self.beta1.powi(self.t as i32);
@@ -233,21 +232,5 @@ mod tests {
         // independent, lr 0.05 (half the peak) × scale 0.5: decay follows the schedule alone
         let independent = scaled_step(WeightDecayMode::Independent, 0.05, 0.5);
         assert!((independent - (2.0 * 0.75 - 0.025 * u)).abs() < 1e-12);
-    }
-
-    #[test]
-    fn schedule_shape() {
-        let t = TrainingSpec {
-            steps: 100,
-            warmup_steps: 10,
-            lr: 1.0,
-            min_lr_ratio: 0.1,
-            ..TrainingSpec::default()
-        };
-        assert!((lr_at(&t, 0) - 0.1).abs() < 1e-12);
-        assert!((lr_at(&t, 9) - 1.0).abs() < 1e-12);
-        assert!(lr_at(&t, 10) < 1.0, "decay starts right after the peak");
-        assert!((lr_at(&t, 99) - 0.1).abs() < 1e-12);
-        assert!(lr_at(&t, 50) < 1.0 && lr_at(&t, 50) > 0.1);
     }
 }

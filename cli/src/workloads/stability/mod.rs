@@ -1,0 +1,34 @@
+//! The stability workload on the command line: LR sensitivity tables, the LR-sweep charts and the
+//! reproduction report.
+
+pub mod charts;
+pub mod report;
+pub mod show;
+
+use std::path::Path;
+
+use orrery_api::Store;
+use orrery_core::dto::Leaderboard;
+
+use super::{CliWorkload, ReportFuture};
+use crate::plot::Chart;
+
+pub struct Stability;
+
+impl CliWorkload for Stability {
+    fn summary(&self, board: &Leaderboard) -> String {
+        show::summary(board)
+    }
+
+    fn charts(&self, board: &Leaderboard) -> Vec<(&'static str, Chart)> {
+        charts::lr_sweep(board)
+    }
+
+    fn charts_need(&self) -> &'static str {
+        "a finished LR sweep (trials at two or more values of training.lr)"
+    }
+
+    fn report<'a>(&self, store: &'a Store, out: &'a Path) -> Option<ReportFuture<'a>> {
+        Some(Box::pin(report::write(store, out)))
+    }
+}

@@ -1,0 +1,64 @@
+//! Evaluation of a language model: the mean cross-entropy on fixed validation batches of each data
+//! group, and their mean over groups (`eval/loss`, `eval/loss/<group>`).
+
+use tch::Device;
+
+use orrery_core::metrics as m;
+
+use super::reporter::Reporter;
+use crate::data::{self, Batch, Group, Split};
+use crate::model::{loss, Gpt};
+
+/// One evaluation: the mean over groups and each group's loss.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub mean: f64,
+    pub per_group: Vec<(String, f64)>,
+}
+
+/// The fixed batches of each group's `split` that every evaluation of a trial uses.
+pub fn batches(
+    groups: &[Group],
+    split: Split,
+    count: usize,
+    batch_size: usize,
+    seq_len: usize,
+    device: Device,
+) -> Vec<(String, Vec<Batch>)> {
+    groups
+        .iter()
+        .map(|g| {
+            let b = data::eval_batches(g, split, count, batch_size, seq_len, device);
+            (g.name.clone(), b)
+        })
+        .collect()
+}
+
+/// The model's mean cross-entropy on each group's batches, without gradients.
+pub fn evaluate(model: &Gpt, eval: &[(String, Vec<Batch>)]) -> Evaluation {
+    tch::no_grad(|| {
+        let per_group: Vec<(String, f64)> = eval
+            .iter()
+            .map(|(name, batches)| {
+                let total: f64 = batches
+                    .iter()
+                    .map(|b| {
+                        loss(&model.forward(&b.inputs), &b.targets, 0.0)
+                            .ce
+                            .double_value(&[])
+                    })
+                    .sum();
+                (name.clone(), total / batches.len() as f64)
+            })
+            .collect();
+        let mean = per_group.iter().map(|(_, l)| l).sum::<f64>() / per_group.len() as f64;
+        Evaluation { mean, per_group }
+    })
+}
+
+pub fn log(rep: &Reporter, step: i64, e: &Evaluation) {
+    rep.log(m::EVAL_LOSS, step, e.mean);
+    for (g, l) in &e.per_group {
+        rep.log(&m::eval_group_loss(g), step, *l);
+    }
+}
