@@ -68,3 +68,50 @@ pub fn leaderboard(board: &Leaderboard, limit: usize) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use orrery_core::dto::{ExperimentDto, Leaderboard, LeaderboardRow};
+    use orrery_core::schedule::{Counts, ExperimentPhase, TrialPhase};
+    use orrery_core::spec::Goal;
+
+    #[test]
+    fn a_leaderboard_with_many_swept_fields_fits_100_columns() {
+        // The combined part of the stability reproduction sweeps six fields.
+        let text = include_str!("../../experiments/stability/combined-cpu.yaml");
+        let loaded = orrery_core::load_spec(text).unwrap();
+        let board = Leaderboard {
+            experiment: ExperimentDto {
+                id: 1,
+                name: "stab-combined-cpu".into(),
+                workload: "stability".into(),
+                phase: ExperimentPhase::Succeeded,
+                objective_metric: "eval/loss".into(),
+                goal: Goal::Minimize,
+                counts: Counts::default(),
+                message: None,
+                created_at: "2026-01-01T00:00:00Z".into(),
+                finished_at: None,
+            },
+            rows: (0..5)
+                .map(|i| LeaderboardRow {
+                    rank: Some(i as u32 + 1),
+                    trial_id: i as i64 + 1,
+                    index: i as i64,
+                    phase: TrialPhase::Succeeded,
+                    params: loaded.trials[i].assignments.clone(),
+                    objective: Some(1.2345),
+                    summaries: BTreeMap::new(),
+                })
+                .collect(),
+            total: 5,
+        };
+        let table = super::leaderboard(&board, 5);
+        for line in table.lines() {
+            assert!(line.chars().count() <= 100, "{line}");
+        }
+        assert!(table.contains("1.2345"), "{table}");
+    }
+}

@@ -320,8 +320,12 @@ fn too_many(n: u128) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load_spec;
     use crate::workloads::stability::Stability;
+
+    /// The trials of a spec's text (the tests' specs are valid; validation is not under test).
+    fn trials(text: &str) -> Vec<TrialPlan> {
+        expand(&crate::yaml::parse(text).unwrap().0).unwrap()
+    }
 
     const BASE: &str = "apiVersion: orrery.dev/v1alpha1\nkind: Experiment\nmetadata: {name: t}\nspec:\n  workload: stability\n";
 
@@ -330,21 +334,20 @@ mod tests {
         let text = format!(
             "{BASE}  search:\n    space:\n      training.lr: {{log_range: [1e-4, 1.0], points: 5}}\n      params.qk_layernorm: {{values: [false, true]}}\n    seeds: 3\n"
         );
-        let s = load_spec(&text).unwrap();
-        assert_eq!(s.trials.len(), 30);
+        let s = trials(&text);
+        assert_eq!(s.len(), 30);
         // Sorted paths, last varies fastest, seeds innermost: qk_layernorm × lr × seed.
         let lrs: Vec<f64> = s
-            .trials
             .iter()
             .take(15)
             .step_by(3)
             .map(|t| t.config().unwrap().training.lr)
             .collect();
         assert_eq!(lrs, vec![1e-4, 1e-3, 1e-2, 1e-1, 1.0]);
-        assert_eq!(s.trials[0].assignments["training.seed"], json!(0));
-        assert_eq!(s.trials[2].assignments["training.seed"], json!(2));
+        assert_eq!(s[0].assignments["training.seed"], json!(0));
+        assert_eq!(s[2].assignments["training.seed"], json!(2));
         let qk = |i: usize| {
-            let params = s.trials[i].config().unwrap().params;
+            let params = s[i].config().unwrap().params;
             params.of::<Stability>().unwrap().qk_layernorm
         };
         assert!(!qk(14));
@@ -356,10 +359,10 @@ mod tests {
         let text = format!(
             "{BASE}  search:\n    kind: random\n    samples: 20\n    seed: 7\n    space:\n      training.lr: {{log_uniform: [1e-4, 1e-1]}}\n      model.layers: {{int_uniform: [1, 3]}}\n"
         );
-        let a = load_spec(&text).unwrap();
-        let b = load_spec(&text).unwrap();
-        assert_eq!(a.trials, b.trials);
-        for t in &a.trials {
+        let a = trials(&text);
+        let b = trials(&text);
+        assert_eq!(a, b);
+        for t in &a {
             let c = t.config().unwrap();
             assert!((1e-4..1e-1).contains(&c.training.lr));
             assert!((1..=3).contains(&c.model.layers));
@@ -382,14 +385,14 @@ mod tests {
         let text = format!(
             "{BASE}  search:\n    kind: list\n    trials:\n      - {{training.lr: 0.01}}\n      - {{training.lr: 0.02, model.layers: 3}}\n"
         );
-        let s = load_spec(&text).unwrap();
-        assert_eq!(s.trials.len(), 2);
-        assert_eq!(s.trials[1].config().unwrap().model.layers, 3);
+        let s = trials(&text);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[1].config().unwrap().model.layers, 3);
         let text = format!(
             "{BASE}  search:\n    space:\n      model.layers: {{range: [1, 2], points: 4}}\n"
         );
         assert_eq!(
-            load_spec(&text).unwrap().trials.len(),
+            trials(&text).len(),
             2,
             "integer grid points are deduplicated"
         );

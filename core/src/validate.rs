@@ -185,6 +185,19 @@ fn key_path(keys: &[&str]) -> Path {
     keys.iter().map(|k| Seg::Key(k.to_string())).collect()
 }
 
+/// Checks a mapping against a declared table of fields, groups included, as the validator checks a
+/// section of a spec (without positions: `value` is not from a document). One error per problem,
+/// each with its dotted path inside `value`.
+pub fn check_fields(fields: &[Field], value: &Value) -> Vec<SpecError> {
+    let locs = Locations::default();
+    let mut c = Checker {
+        locs: &locs,
+        errors: Vec::new(),
+    };
+    c.fields(&[], value, fields);
+    c.errors
+}
+
 /// Reads, checks and expands a spec. Nothing is written anywhere; the caller stores the result only
 /// when this returns `Ok`.
 pub fn load_spec(text: &str) -> Result<LoadedSpec, SpecErrors> {

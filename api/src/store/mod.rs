@@ -1,6 +1,7 @@
 //! The store: every read and write of experiments, trials and metrics. The HTTP handlers and the
 //! local executor both go through it, so each rule (idempotent ingest, summaries, transitions) is
-//! written once.
+//! written once. One `impl Store` per concept: `experiments`, `trials`, `tokens` (workers'),
+//! `metrics` (ingest and histories) and `leaderboard` (scores, the ranked board and its views).
 
 mod experiments;
 mod leaderboard;

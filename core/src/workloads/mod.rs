@@ -63,15 +63,18 @@ pub trait WorkloadKind {
 }
 
 /// Generates [`Workload`], [`Params`] and [`Analysis`] from one line per workload:
-/// `"name" => Variant(module::Kind, module::ParamsType, module::AnalysisType)`. The compiler checks
-/// that the two types are the kind's own (`WorkloadKind::Params`, `WorkloadKind::Analysis`).
+/// `"name" => Variant(module::Kind, module::ParamsType, module::AnalysisType)`, the name being the
+/// variant in snake_case (serde and the OpenAPI description both spell it so; a test checks it).
+/// The compiler checks that the two types are the kind's own (`WorkloadKind::Params`,
+/// `WorkloadKind::Analysis`).
 macro_rules! registry {
     ($($name:literal => $variant:ident($kind:ty, $params:ty, $analysis:ty)),* $(,)?) => {
         /// The workload a spec names (`spec.workload`).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
                  schemars::JsonSchema, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
         pub enum Workload {
-            $(#[serde(rename = $name)] $variant,)*
+            $($variant,)*
         }
 
         impl Workload {
@@ -139,9 +142,9 @@ macro_rules! registry {
         /// tagged: `workload` names the type of `params`), so a spec or a trial configuration
         /// reads `{"workload": "stability", "params": {...}}` as it always has.
         #[derive(Debug, Clone, PartialEq, Serialize)]
-        #[serde(tag = "workload", content = "params")]
+        #[serde(tag = "workload", content = "params", rename_all = "snake_case")]
         pub enum Params {
-            $(#[serde(rename = $name)] $variant($params),)*
+            $($variant($params),)*
         }
 
         impl Params {
@@ -164,9 +167,9 @@ macro_rules! registry {
 
         /// A workload's analysis, tagged by `workload`.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-        #[serde(tag = "workload")]
+        #[serde(tag = "workload", rename_all = "snake_case")]
         pub enum Analysis {
-            $(#[serde(rename = $name)] $variant($analysis),)*
+            $($variant($analysis),)*
         }
     };
 }
@@ -255,7 +258,10 @@ mod tests {
                 "the registry's name and the kind's NAME differ"
             );
             assert_eq!(w.as_str().parse::<Workload>().unwrap(), *w);
-            assert_eq!(w.parse_params(None).unwrap().workload(), *w);
+            let params = w.parse_params(None).unwrap();
+            assert_eq!(params.workload(), *w);
+            let tagged = serde_json::to_value(&params).unwrap();
+            assert_eq!(tagged["workload"], w.as_str());
         }
         let e = "stabilty".parse::<Workload>().unwrap_err();
         assert!(e.contains("(did you mean `stability`?)"), "{e}");
