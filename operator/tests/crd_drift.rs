@@ -27,7 +27,7 @@ fn schema_carries_the_validator_ranges() {
     assert_eq!(lr["exclusiveMinimum"], true);
     assert_eq!(
         spec.pointer("/properties/workload/enum").unwrap(),
-        &serde_json::json!(["stability"])
+        &serde_json::json!(orrery_core::spec::Workload::NAMES)
     );
     assert_eq!(spec.pointer("/properties/parallelism/minimum").unwrap(), 1);
 }
