@@ -7,8 +7,9 @@
 #
 # The runs are experiments/stability/{qk-layernorm,z-loss,combined,width}-cpu.yaml (114 trials),
 # each with the local executor, into a fresh SQLite database (.orrery/reproductions/stability.db);
-# about 35 minutes on a 2-core machine. Debug binaries: the same build `make test` makes, and the
-# time goes into libtorch's kernels, which are optimised either way.
+# 38–42 minutes on a 2-core machine (docs/reproductions/stability.md has the last run's). Debug
+# binaries: the same build `make test` makes, and the time goes into libtorch's kernels, which are
+# optimised either way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
