@@ -6,10 +6,9 @@
 
 use serde_json::Value;
 
-use orrery_core::fields::Declared;
 use orrery_core::fields::{Field, Ty};
 use orrery_core::metrics;
-use orrery_core::spec::{DataSpec, ModelSpec, TrainingSpec, Workload, SECTIONS};
+use orrery_core::spec::{Workload, SECTIONS};
 use orrery_core::workloads::MetricDoc;
 
 /// One leaf field: its dotted path, declaration and default.
@@ -45,13 +44,8 @@ fn rows_of(prefix: &str, fields: &'static [Field], defaults: &Value, out: &mut V
 
 fn rows(w: Workload) -> Vec<Row> {
     let mut out = Vec::new();
-    for (section, fields) in SECTIONS {
-        let defaults = match *section {
-            "model" => ModelSpec::defaults(),
-            "data" => DataSpec::defaults(),
-            _ => TrainingSpec::defaults(),
-        };
-        rows_of(section, fields, &defaults, &mut out);
+    for s in SECTIONS {
+        rows_of(s.name, s.fields, &(s.defaults)(), &mut out);
     }
     rows_of("params", w.fields(), &w.default_params(), &mut out);
     out

@@ -274,12 +274,32 @@ impl TrainingSpec {
     }
 }
 
-/// The trial-level sections besides `params`, with their fields: what a sweep may address as
-/// `model.…`, `data.…`, `training.…`.
-pub const SECTIONS: &[(&str, &[Field])] = &[
-    ("model", ModelSpec::FIELDS),
-    ("data", DataSpec::FIELDS),
-    ("training", TrainingSpec::FIELDS),
+/// A trial-level section shared by every workload, as declared.
+pub struct Section {
+    pub name: &'static str,
+    pub fields: &'static [Field],
+    /// Its defaults as JSON ([`Declared::defaults`]).
+    pub defaults: fn() -> Value,
+}
+
+/// The trial-level sections besides `params`: what a sweep may address as `model.…`, `data.…`,
+/// `training.…`.
+pub const SECTIONS: &[Section] = &[
+    Section {
+        name: "model",
+        fields: ModelSpec::FIELDS,
+        defaults: ModelSpec::defaults,
+    },
+    Section {
+        name: "data",
+        fields: DataSpec::FIELDS,
+        defaults: DataSpec::defaults,
+    },
+    Section {
+        name: "training",
+        fields: TrainingSpec::FIELDS,
+        defaults: TrainingSpec::defaults,
+    },
 ];
 
 /// A section's fields: `model`, `data`, `training`, or `params` of `workload`.
@@ -289,8 +309,8 @@ pub fn section_fields(workload: Workload, section: &str) -> Option<&'static [Fie
     }
     SECTIONS
         .iter()
-        .find(|(s, _)| *s == section)
-        .map(|(_, f)| *f)
+        .find(|s| s.name == section)
+        .map(|s| s.fields)
 }
 
 /// The field a dotted sweep path names for `workload`: `training.lr`, `params.qk_layernorm`, or a
@@ -469,35 +489,32 @@ mod tests {
         assert_eq!(names, PRESET_NAMES);
     }
 
-    /// Each declared default is a value its own field accepts, and every field is declared.
-    fn check_declared<T: Declared>() {
-        let defaults = T::defaults();
+    /// Each declared default is a value its own field accepts (groups: their members'), and
+    /// every field the struct serialises is declared.
+    fn check_declared(fields: &[Field], defaults: &Value) {
         let map = defaults
             .as_object()
             .expect("a section serialises as a mapping");
-        for f in T::FIELDS {
-            if let Some(v) = map.get(f.name).filter(|v| !v.is_null()) {
-                crate::fields::check_value(f.ty, v)
-                    .unwrap_or_else(|e| panic!("default of {}: {e}", f.name));
+        for f in fields {
+            match (f.ty, map.get(f.name).filter(|v| !v.is_null())) {
+                (Ty::Group(inner), Some(v)) => check_declared(inner, v),
+                (ty, Some(v)) => crate::fields::check_value(ty, v)
+                    .unwrap_or_else(|e| panic!("default of {}: {e}", f.name)),
+                (_, None) => {}
             }
         }
         for k in map.keys() {
-            assert!(T::FIELDS.iter().any(|f| f.name == k), "{k} is not declared");
+            assert!(fields.iter().any(|f| f.name == k), "{k} is not declared");
         }
     }
 
     #[test]
     fn declared_defaults_are_valid() {
-        check_declared::<ModelSpec>();
-        check_declared::<DataSpec>();
-        check_declared::<TrainingSpec>();
+        for section in SECTIONS {
+            check_declared(section.fields, &(section.defaults)());
+        }
         for w in Workload::ALL {
-            let defaults = w.default_params();
-            for f in w.fields() {
-                if let Some(v) = defaults.get(f.name) {
-                    crate::fields::check_value(f.ty, v).unwrap();
-                }
-            }
+            check_declared(w.fields(), &w.default_params());
         }
     }
 

@@ -335,8 +335,8 @@ fn check_document(c: &mut Checker, raw: &Value) {
             c.field(&p, obj, field("goal", Ty::OneOf(&["minimize", "maximize"])));
         }
     }
-    for (name, fields) in SECTIONS {
-        c.section(&path, spec, name, fields);
+    for s in SECTIONS {
+        c.section(&path, spec, s.name, s.fields);
     }
     if let Some(w) = workload {
         c.section(&path, spec, "params", w.fields());

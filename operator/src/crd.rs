@@ -338,9 +338,9 @@ fn constrain_params(object: &mut Value) {
 
 /// Applies the declared ranges to the `spec` schema of an Experiment CRD.
 fn constrain_spec(spec: &mut Value) {
-    for (section, fields) in SECTIONS {
-        if let Some(node) = spec.pointer_mut(&format!("/properties/{section}")) {
-            constrain_fields(node, fields);
+    for s in SECTIONS {
+        if let Some(node) = spec.pointer_mut(&format!("/properties/{}", s.name)) {
+            constrain_fields(node, s.fields);
         }
     }
     constrain_params(spec);
