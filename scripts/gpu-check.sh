@@ -3,8 +3,10 @@
 # `make build`) and run it from the repository root, e.g. through the device tool with
 #   carry: ["target/release/orrery", "target/release/orrery-worker"]
 # It uses the torch libraries of the machine's python3 (torch 2.11.0, the version tch 0.24 binds),
-# runs each workload's GPU spec briefly on cuda and prints a short table. Results go to $OUT (or
-# ./gpu-check-out).
+# runs each workload's GPU spec briefly on cuda and prints a short table, then the worker's
+# throughput against PyTorch eager on the same GPU (scripts/bench-worker.sh: bf16, the `small`
+# preset and the GPT-2-small shape with its MFU). Results go to $OUT (or ./gpu-check-out). Sized
+# for 8 minutes of device time (BENCH_REPS=1 halves the benchmark's part).
 set -euo pipefail
 OUT=${OUT:-gpu-check-out}
 mkdir -p "$OUT"
@@ -36,3 +38,8 @@ PY
   printf '%-14s %-10s %8d %8s  %s\n' "$name" "$state" $((SECONDS - start)) "$trials" "$best" >> "$OUT/table.txt"
 done
 cat "$OUT/table.txt"
+
+echo
+echo "==> the worker against PyTorch eager on this GPU (scripts/bench-worker.sh)"
+DEVICE=${DEVICE:-cuda} NO_BUILD=1 PYTHON=python3 OUT="$OUT/bench" REPS=${BENCH_REPS:-3} \
+  scripts/bench-worker.sh | tee "$OUT/bench.txt"

@@ -1,8 +1,25 @@
 //! Bakes the libtorch folder (from the pinned PyTorch wheel in `.venv`) into the rpath of every binary and
 //! test of this crate, so `orrery-worker` runs without the user exporting `LD_LIBRARY_PATH`.
 //! `LD_LIBRARY_PATH` still wins where it is set (e.g. on a GPU machine whose torch lives elsewhere).
+//!
+//! It also compiles `src/shim/context.cpp` (libtorch settings tch does not bind) against the same
+//! libtorch's headers, which sit beside its `lib/` folder in the wheel (`torch/include`).
 fn main() {
+    println!("cargo:rerun-if-changed=src/shim/context.cpp");
     if let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+        let include = std::path::Path::new(&dir).join("../include");
+        cc::Build::new()
+            .cpp(true)
+            .pic(true)
+            .warnings(false)
+            .include(&include)
+            .include(include.join("torch/csrc/api/include"))
+            .flag("-std=c++17")
+            // The pinned wheel (torch 2.11) is built with the C++11 ABI; the shim passes no
+            // std:: types across, so only the headers' inline code sees it.
+            .define("_GLIBCXX_USE_CXX11_ABI", "1")
+            .file("src/shim/context.cpp")
+            .compile("orrery_shim");
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
         // Rust links with --as-needed, which drops libtorch_cuda (nothing references it by symbol) and
         // leaves CUDA invisible at run time. Keep it when the wheel ships it.

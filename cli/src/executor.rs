@@ -93,6 +93,30 @@ pub fn worker_binary() -> Result<PathBuf, String> {
     }
 }
 
+/// The device `device` (`auto | cpu | cuda | cuda:N`) means here: `auto` is asked of the worker
+/// binary (`orrery-worker --resolve-device`, which sees what libtorch sees); the others are
+/// themselves. If the worker cannot answer, `auto` stays, and each worker resolves it alone.
+pub fn resolve_device(worker_bin: &Path, device: &str) -> String {
+    if device != "auto" {
+        return device.to_string();
+    }
+    let out = std::process::Command::new(worker_bin)
+        .args(["--resolve-device", "--device", "auto"])
+        .stderr(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let d = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            if d.is_empty() {
+                "auto".into()
+            } else {
+                d
+            }
+        }
+        _ => "auto".into(),
+    }
+}
+
 /// Delivers a trial's leftover spill file (points its worker could not send) straight to the store.
 async fn replay_spill(store: &Store, trial_id: i64, dir: &Path) {
     let path = dir.join("metrics-spill.jsonl");

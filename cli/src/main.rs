@@ -223,7 +223,7 @@ async fn cmd_run(
     device: String,
     top: usize,
 ) -> anyhow::Result<ExitCode> {
-    let (text, loaded) = match read_spec(spec) {
+    let (text, mut loaded) = match read_spec(spec) {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
@@ -234,6 +234,10 @@ async fn cmd_run(
             return Ok(ExitCode::FAILURE);
         }
     };
+    // The trials' device, known before they are stored, so `training.precision: auto` is
+    // recorded as what runs (bf16 on CUDA, fp32 on the CPU).
+    let device = executor::resolve_device(&worker_bin, &device);
+    loaded.resolve_precision(device.starts_with("cuda"));
     // Workers run with their own folders; give them absolute paths.
     let workdir = std::path::absolute(&workdir)?;
     let store = Arc::new(open_store(db).await?);
@@ -252,7 +256,7 @@ async fn cmd_run(
         .unwrap_or(1);
     let threads = (cores / policy.parallelism as usize).max(1);
     eprintln!(
-        "experiment {} \"{}\": {} trials, {} at a time, {} thread(s) each\n  API and pages at http://{addr}/experiments/{}",
+        "experiment {} \"{}\": {} trials, {} at a time, {} thread(s) each on {device}\n  API and pages at http://{addr}/experiments/{}",
         exp.id,
         exp.name,
         loaded.trials.len(),

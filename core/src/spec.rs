@@ -237,6 +237,59 @@ pub enum WeightDecayMode {
     Independent,
 }
 
+/// The precision of a trial's forward and backward passes. The weights, the optimizer state and
+/// the loss stay fp32 in every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// bf16 on CUDA, fp32 on the CPU; resolved when the device is known.
+    #[default]
+    Auto,
+    Fp32,
+    /// Matrix products and attention in bf16 (fp32 master weights; LayerNorm, softmax and the
+    /// loss in fp32), as PyTorch's bf16 autocast does.
+    Bf16,
+}
+
+impl Precision {
+    /// What `auto` means on a CUDA device (`cuda`) or the CPU.
+    pub fn resolve(self, cuda: bool) -> Precision {
+        match self {
+            Precision::Auto if cuda => Precision::Bf16,
+            Precision::Auto => Precision::Fp32,
+            p => p,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Auto => "auto",
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+/// Resolves `training.precision: auto` in a trial's sections (the JSON of [`TrialConfig`]) for the
+/// device it will run on, so the stored configuration says what ran.
+pub fn resolve_precision(sections: &mut Value, cuda: bool) {
+    let Some(training) = sections.as_object_mut().and_then(|s| {
+        s.entry("training")
+            .or_insert_with(|| Value::Object(Default::default()))
+            .as_object_mut()
+    }) else {
+        return;
+    };
+    let declared = training
+        .get("precision")
+        .and_then(|v| serde_json::from_value::<Precision>(v.clone()).ok())
+        .unwrap_or_default();
+    training.insert(
+        "precision".into(),
+        Value::String(declared.resolve(cuda).as_str().into()),
+    );
+}
+
 crate::declare_fields! {
     /// The optimisation: steps, batch, AdamW, the LR schedule, and when to log, evaluate and
     /// checkpoint.
@@ -259,6 +312,8 @@ crate::declare_fields! {
         eval_batches: u32 = 4, int(1, 10_000), "validation batches per group in each evaluation";
         log_every: u64 = 10, int(1, MAX_STEPS), "steps between logged training metrics";
         checkpoint_every: u64 = 100, int(0, MAX_STEPS), "steps between checkpoints; 0 turns them off";
+        precision: Precision = Precision::Auto, Ty::OneOf(&["auto", "fp32", "bf16"]),
+            "auto: bf16 on CUDA, fp32 on CPU; bf16: matmuls and attention in bf16, weights fp32";
         seed: u64 = 0, int(0, i64::MAX),
             "seed of the initialisation and the batch order (search.seeds sweeps it)";
     }
@@ -451,6 +506,20 @@ fn quantity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> 
     }
 }
 
+impl Resources {
+    /// The libtorch threads a trial with these resources gets (the worker's thread rule,
+    /// `worker/src/threads.rs`): whole CPUs of `cpu`, at least one (`500m` → 1, `2` → 2,
+    /// `2.5` → 2); 1 for a quantity it cannot read.
+    pub fn threads(&self) -> u32 {
+        let q = self.cpu.trim();
+        let cpus = match q.strip_suffix('m') {
+            Some(milli) => milli.parse::<f64>().map(|m| m / 1000.0),
+            None => q.parse::<f64>(),
+        };
+        cpus.map(|c| c.floor().max(1.0) as u32).unwrap_or(1)
+    }
+}
+
 impl Default for Resources {
     fn default() -> Self {
         Resources {
@@ -482,6 +551,34 @@ impl TrialConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_are_whole_cpus_at_least_one() {
+        let r = |cpu: &str| {
+            Resources {
+                cpu: cpu.into(),
+                ..Resources::default()
+            }
+            .threads()
+        };
+        assert_eq!(
+            (r("500m"), r("2"), r("2.5"), r("4000m"), r("x")),
+            (1, 2, 2, 4, 1)
+        );
+    }
+
+    #[test]
+    fn auto_precision_resolves_for_the_device_and_explicit_stays() {
+        let mut auto = serde_json::json!({"training": {"lr": 0.1}});
+        resolve_precision(&mut auto, true);
+        assert_eq!(auto["training"]["precision"], "bf16");
+        let mut cpu = serde_json::json!({});
+        resolve_precision(&mut cpu, false);
+        assert_eq!(cpu["training"]["precision"], "fp32");
+        let mut fp32 = serde_json::json!({"training": {"precision": "fp32"}});
+        resolve_precision(&mut fp32, true);
+        assert_eq!(fp32["training"]["precision"], "fp32");
+    }
 
     #[test]
     fn preset_names_follow_the_presets() {

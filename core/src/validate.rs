@@ -65,6 +65,22 @@ pub struct LoadedSpec {
     pub trials: Vec<TrialPlan>,
 }
 
+impl LoadedSpec {
+    /// Resolves `training.precision: auto` in every trial for the device the trials will run on
+    /// (`cuda`), so each stored configuration records the precision that ran. A cluster resolves
+    /// it from the spec's `resources.gpu` ([`LoadedSpec::wants_gpu`]); a local run from its device.
+    pub fn resolve_precision(&mut self, cuda: bool) {
+        for t in &mut self.trials {
+            crate::spec::resolve_precision(&mut t.sections, cuda);
+        }
+    }
+
+    /// Whether the trials ask for a GPU (on a cluster, their Pods then run on CUDA).
+    pub fn wants_gpu(&self) -> bool {
+        self.experiment.spec.resources.gpu > 0
+    }
+}
+
 fn describe(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),

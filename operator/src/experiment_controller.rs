@@ -101,7 +101,11 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
     });
     let checked = match remembered {
         Some(l) => Ok(l),
-        None => orrery_core::load_spec(&spec_document(&name, &exp.spec.spec)).map(Arc::new),
+        None => orrery_core::load_spec(&spec_document(&name, &exp.spec.spec)).map(|mut l| {
+            // As the API resolves it: a Pod runs on CUDA exactly when the trial asks for a GPU.
+            l.resolve_precision(l.wants_gpu());
+            Arc::new(l)
+        }),
     };
     let loaded = match checked {
         Ok(l) => {

@@ -105,6 +105,8 @@ pub fn build(a: &AttemptPod) -> Pod {
                     env("ORRERY_API_URL", a.api_url),
                     env("ORRERY_TRIAL_ID", a.trial_id.to_string()),
                     env("ORRERY_DEVICE", device),
+                    // The worker's thread rule: the trial's whole CPUs, not every core of the node.
+                    env("ORRERY_THREADS", a.resources.threads().to_string()),
                     env("ORRERY_WORKDIR", "/work"),
                     token,
                 ]),
@@ -282,6 +284,8 @@ mod tests {
             .collect();
         assert_eq!(env["ORRERY_TRIAL_ID"].value.as_deref(), Some("42"));
         assert_eq!(env["ORRERY_DEVICE"].value.as_deref(), Some("cuda"));
+        // resources.cpu "2": two libtorch threads, not the node's cores.
+        assert_eq!(env["ORRERY_THREADS"].value.as_deref(), Some("2"));
         assert_eq!(
             env["ORRERY_TOKEN"]
                 .value_from

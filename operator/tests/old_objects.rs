@@ -26,9 +26,12 @@ fn an_old_trial_reads_as_the_same_configuration() {
     assert_eq!(p.z_loss, 1e-4);
     assert_eq!(trial.spec.config.training.lr, 0.01);
     assert_eq!(trial.spec.config.model.seq_len, 32);
-    // Written back, the configuration is the one stored, field for field.
+    // Written back, the configuration is the one stored, field for field, plus the fields added
+    // since at their defaults: `training.precision: auto` (fp32 on the CPU, what the old worker
+    // ran).
     let stored: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let stored: serde_json::Value = serde_json::to_value(&stored["spec"]["config"]).unwrap();
+    let mut stored: serde_json::Value = serde_json::to_value(&stored["spec"]["config"]).unwrap();
+    stored["training"]["precision"] = "auto".into();
     assert_eq!(serde_json::to_value(&trial.spec.config).unwrap(), stored);
 }
 

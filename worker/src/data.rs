@@ -309,8 +309,28 @@ fn windows(
     }
 }
 
-/// The training batch of step `step`: a function of (seed, step) only, so a resumed run sees
-/// exactly the batches it would have seen. Groups are mixed uniformly (round-robin rows).
+/// The windows of step `step`'s training batch, `(group, offset)` per row: a function of (seed,
+/// step) only, so a resumed run sees exactly the batches it would have seen. Groups are mixed
+/// uniformly (round-robin rows).
+fn train_offsets(
+    groups: &[Group],
+    seed: u64,
+    step: u64,
+    batch_size: usize,
+    seq_len: usize,
+) -> Vec<(usize, usize)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(step);
+    (0..batch_size)
+        .map(|i| {
+            let g = i % groups.len();
+            (g, rng.gen_range(0..groups[g].train.len() - seq_len))
+        })
+        .collect()
+}
+
+/// The training batch of step `step`, built on the host (see [`TrainData`] for the training
+/// loop's path, which gives the same batches).
 pub fn train_batch(
     groups: &[Group],
     seed: u64,
@@ -319,16 +339,69 @@ pub fn train_batch(
     seq_len: usize,
     device: Device,
 ) -> Batch {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(step);
     let refs: Vec<&Group> = groups.iter().collect();
-    let offsets: Vec<(usize, usize)> = (0..batch_size)
-        .map(|i| {
-            let g = i % groups.len();
-            (g, rng.gen_range(0..groups[g].train.len() - seq_len))
-        })
-        .collect();
+    let offsets = train_offsets(groups, seed, step, batch_size, seq_len);
     windows(&refs, Split::Train, &offsets, seq_len, device)
+}
+
+/// Copies a small host tensor to `device` without making the host wait: through pinned memory
+/// and a non-blocking copy on CUDA (the pinned buffer is PyTorch's caching host allocator's, which
+/// keeps it until the copy is done); as is on the CPU.
+pub fn to_device_async(t: Tensor, device: Device) -> Tensor {
+    if device.is_cuda() {
+        t.pin_memory(device)
+            .to_device_(device, t.kind(), true, false)
+    } else {
+        t
+    }
+}
+
+/// Every group's training split resident on the device as one byte tensor, from which each
+/// step's batch is gathered: only the batch's window offsets cross from the host, and the batches
+/// are exactly [`train_batch`]'s.
+pub struct TrainData {
+    groups: Vec<(usize, usize)>,
+    bytes: Tensor,
+    /// `0..=seq_len`, int64 on the device.
+    window: Tensor,
+    seq_len: usize,
+    device: Device,
+}
+
+impl TrainData {
+    pub fn new(groups: &[Group], seq_len: usize, device: Device) -> Self {
+        let mut all = Vec::with_capacity(groups.iter().map(|g| g.train.len()).sum());
+        let mut spans = Vec::with_capacity(groups.len());
+        for g in groups {
+            spans.push((all.len(), g.train.len()));
+            all.extend_from_slice(&g.train);
+        }
+        TrainData {
+            groups: spans,
+            bytes: Tensor::from_slice(&all).to_device(device),
+            window: Tensor::arange(seq_len as i64 + 1, (Kind::Int64, device)),
+            seq_len,
+            device,
+        }
+    }
+
+    /// Step `step`'s batch (a function of (seed, step) only, as [`train_batch`]).
+    pub fn batch(&self, groups: &[Group], seed: u64, step: u64, batch_size: usize) -> Batch {
+        let starts: Vec<i64> = train_offsets(groups, seed, step, batch_size, self.seq_len)
+            .into_iter()
+            .map(|(g, o)| (self.groups[g].0 + o) as i64)
+            .collect();
+        let starts = to_device_async(Tensor::from_slice(&starts), self.device);
+        let rows = self
+            .bytes
+            .take(&(starts.unsqueeze(1) + &self.window))
+            .to_kind(Kind::Int64);
+        let t = self.seq_len as i64;
+        Batch {
+            inputs: rows.narrow(1, 0, t),
+            targets: rows.narrow(1, 1, t).contiguous(),
+        }
+    }
 }
 
 /// Fixed evaluation batches of one group: the same windows every time, spread evenly over the split.
@@ -418,6 +491,18 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("fewer than seq_len + 1"), "{err}");
+    }
+
+    #[test]
+    fn device_batches_are_the_host_batches() {
+        let g = load_groups(&spec(vec![]), 16).unwrap();
+        let data = TrainData::new(&g, 16, Device::Cpu);
+        for step in [0, 1, 77] {
+            let host = train_batch(&g, 5, step, 9, 16, Device::Cpu);
+            let dev = data.batch(&g, 5, step, 9);
+            assert!(host.inputs.equal(&dev.inputs), "inputs at step {step}");
+            assert!(host.targets.equal(&dev.targets), "targets at step {step}");
+        }
     }
 
     #[test]

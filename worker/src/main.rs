@@ -11,7 +11,7 @@ use orrery_core::client::ApiClient;
 use orrery_core::spec::TrialConfig;
 use orrery_worker::train::reporter::{Reporter, ReporterOptions};
 use orrery_worker::train::{RunEnv, TrainError, TrialResult};
-use orrery_worker::{exit, parse_device, workloads};
+use orrery_worker::{exit, parse_device, precision, threads, workloads};
 
 #[derive(Parser, Debug)]
 #[command(name = "orrery-worker", version, about = "Runs one Orrery trial")]
@@ -34,9 +34,14 @@ struct Args {
     /// auto | cpu | cuda | cuda:N
     #[arg(long, env = "ORRERY_DEVICE", default_value = "auto")]
     device: String,
-    /// CPU threads for libtorch (0: libtorch's default).
+    /// libtorch's intra-op threads; 0: the CPUs this process may use (its affinity and cgroup CPU
+    /// quota). Executors set it to the trial's share: the local executor cores / parallelism, a
+    /// Pod its `resources.cpu`.
     #[arg(long, env = "ORRERY_THREADS", default_value_t = 0)]
-    threads: i32,
+    threads: usize,
+    /// Print the device `--device` resolves to (`cpu`, `cuda:0`) and exit.
+    #[arg(long)]
+    resolve_device: bool,
     /// Print JSON progress lines on stdout.
     #[arg(long)]
     progress: bool,
@@ -112,9 +117,12 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::BAD_CONFIG as u8);
         }
     };
-    if args.threads > 0 {
-        tch::set_num_threads(args.threads);
+    if args.resolve_device {
+        println!("{}", precision::device_name(device));
+        return ExitCode::SUCCESS;
     }
+    let (threads, why) = threads::rule(args.threads);
+    tch::set_num_threads(threads as i32);
     let client = args
         .api
         .as_deref()
@@ -141,11 +149,20 @@ fn main() -> ExitCode {
         args.workdir.join("metrics-spill.jsonl"),
         opts,
     );
+    let (prec, _) = precision::resolve(cfg.training.precision, device);
+    if device.is_cuda() {
+        // fp32 products that remain (all of an fp32 trial's) may use TF32 tensor cores.
+        precision::set_allow_tf32(true);
+    }
     tracing::info!(
-        ?device,
+        device = precision::device_name(device),
+        precision = prec.as_str(),
+        threads,
         workload = cfg.workload().as_str(),
         lr = cfg.training.lr,
-        "starting trial {trial_id}"
+        "starting trial {trial_id}: {threads} libtorch thread(s) ({why}), {} passes (training.precision {})",
+        prec.as_str(),
+        cfg.training.precision.as_str(),
     );
     let env = RunEnv {
         device,

@@ -28,6 +28,9 @@ pub struct GptConfig {
     /// μParam (simple): `Some(base_width / d_model)`, the factor on the output logits (and, in the
     /// optimizer, on the hidden matrices' learning rate); matrices get fan-in initialisation.
     pub mup_width_mult: Option<f64>,
+    /// The kind matrix products and attention run in: `Float`, or `BFloat16` with the fp32
+    /// weights cast where they multiply ([`crate::precision`]).
+    pub compute: Kind,
 }
 
 impl GptConfig {
@@ -41,7 +44,14 @@ impl GptConfig {
             mlp_ratio: shape.mlp_ratio as i64,
             qk_layernorm,
             mup_width_mult: None,
+            compute: Kind::Float,
         }
+    }
+
+    /// Runs the matrix products and attention in `kind` (`Float` or `BFloat16`).
+    pub fn with_compute(mut self, kind: Kind) -> Self {
+        self.compute = kind;
+        self
     }
 
     /// Turns on μParam (simple) relative to `base_width`.
@@ -64,14 +74,41 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
     Tensor::scaled_dot_product_attention(q, k, v, None::<&Tensor>, 0.0, true, None, false)
 }
 
-fn layer_norm(x: &Tensor, w: &Tensor) -> Tensor {
-    x.layer_norm(
+/// The kind a reduction (LayerNorm, softmax, the loss) runs in: fp32 for bf16 inputs, else the
+/// input's own (fp32, or f64 in the parity test).
+pub fn reduce_kind(k: Kind) -> Kind {
+    if k == Kind::BFloat16 {
+        Kind::Float
+    } else {
+        k
+    }
+}
+
+/// LayerNorm in at least fp32 whatever `x`'s kind; its output in `compute` when that is bf16 (the
+/// kind the next product takes).
+fn layer_norm(x: &Tensor, w: &Tensor, compute: Kind) -> Tensor {
+    let y = x.to_kind(reduce_kind(x.kind())).layer_norm(
         [*w.size().last().unwrap_or(&1)],
         Some(w),
         None::<&Tensor>,
         LN_EPS,
         true,
-    )
+    );
+    if compute == Kind::BFloat16 {
+        y.to_kind(compute)
+    } else {
+        y
+    }
+}
+
+/// `x · wᵀ` in `x`'s kind, the fp32 weight cast to it first when they differ (bf16 passes: the
+/// cast is differentiable, so the gradient reaches the fp32 weight).
+fn linear(x: &Tensor, w: &Tensor) -> Tensor {
+    if w.kind() == x.kind() {
+        x.linear(w, None::<&Tensor>)
+    } else {
+        x.linear(&w.to_kind(x.kind()), None::<&Tensor>)
+    }
 }
 
 /// The initialisations of [`Gpt::new`]: N(0, 0.02) everywhere, N(0, 0.02/√(2L)) for the
@@ -105,6 +142,7 @@ pub struct CausalSelfAttention {
     q_ln: Option<Tensor>,
     k_ln: Option<Tensor>,
     heads: i64,
+    compute: Kind,
 }
 
 impl CausalSelfAttention {
@@ -124,6 +162,7 @@ impl CausalSelfAttention {
             q_ln,
             k_ln,
             heads: cfg.heads,
+            compute: cfg.compute,
         }
     }
 
@@ -135,18 +174,15 @@ impl CausalSelfAttention {
             .expect("activations are [batch, seq_len, d_model]");
         let (h, hd) = (self.heads, d / self.heads);
         let heads = |z: &Tensor| z.view([b, t, h, hd]).transpose(1, 2);
-        let qkv = x.linear(&self.wqkv, None::<&Tensor>);
+        let qkv = linear(x, &self.wqkv);
         let parts = qkv.split(d, -1);
         let (mut q, mut k, v) = (heads(&parts[0]), heads(&parts[1]), heads(&parts[2]));
         if let (Some(qw), Some(kw)) = (&self.q_ln, &self.k_ln) {
-            q = layer_norm(&q, qw);
-            k = layer_norm(&k, kw);
+            q = layer_norm(&q, qw, self.compute);
+            k = layer_norm(&k, kw, self.compute);
         }
         let y = attend(&q, &k, &v);
-        y.transpose(1, 2)
-            .contiguous()
-            .view([b, t, d])
-            .linear(&self.wo, None::<&Tensor>)
+        linear(&y.transpose(1, 2).contiguous().view([b, t, d]), &self.wo)
     }
 }
 
@@ -164,13 +200,12 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.w_fc, None::<&Tensor>)
-            .gelu("none")
-            .linear(&self.w_proj, None::<&Tensor>)
+        linear(&linear(x, &self.w_fc).gelu("none"), &self.w_proj)
     }
 }
 
 pub struct Block {
+    compute: Kind,
     ln1: Tensor,
     attn: CausalSelfAttention,
     ln2: Tensor,
@@ -185,6 +220,7 @@ impl Block {
         let ln2 = p.var("ln2", &[d], Init::Const(1.0));
         let mlp = Mlp::new(p, cfg, init);
         Block {
+            compute: cfg.compute,
             ln1,
             attn,
             ln2,
@@ -192,11 +228,13 @@ impl Block {
         }
     }
 
-    /// x + attn(ln1(x)), then + mlp(ln2(·)). Out of place on purpose: tch's `+=` adds in place,
-    /// which would overwrite a tensor autograd saved for the backward pass.
+    /// x + attn(ln1(x)), then + mlp(ln2(·)); the residual stream `x` stays fp32 (a bf16 branch
+    /// is promoted as it is added). Out of place on purpose: tch's `+=` adds in place, which
+    /// would overwrite a tensor autograd saved for the backward pass.
     pub fn forward_with(&self, x: &Tensor, attend: &mut Attend) -> Tensor {
-        let x = x + self.attn.forward_with(&layer_norm(x, &self.ln1), attend);
-        &x + self.mlp.forward(&layer_norm(&x, &self.ln2))
+        let c = self.compute;
+        let x = x + self.attn.forward_with(&layer_norm(x, &self.ln1, c), attend);
+        &x + self.mlp.forward(&layer_norm(&x, &self.ln2, c))
     }
 }
 
@@ -237,7 +275,8 @@ impl Gpt {
         }
     }
 
-    /// Logits `[B, T, vocab]` of token ids `[B, T]`, with the attention `attend`.
+    /// Logits `[B, T, vocab]` of token ids `[B, T]`, with the attention `attend`, in the
+    /// configuration's compute kind (the loss takes them to fp32).
     pub fn forward_with(&self, idx: &Tensor, attend: &mut Attend) -> Tensor {
         let t = idx.size2().expect("inputs are [batch, seq_len]").1;
         let pos = Tensor::arange(t, (Kind::Int64, idx.device()));
@@ -246,7 +285,7 @@ impl Gpt {
         for blk in &self.blocks {
             x = blk.forward_with(&x, attend);
         }
-        let logits = layer_norm(&x, &self.ln_f).linear(&self.head, None::<&Tensor>);
+        let logits = linear(&layer_norm(&x, &self.ln_f, self.cfg.compute), &self.head);
         match self.cfg.mup_width_mult {
             Some(mult) => logits * mult,
             None => logits,
@@ -264,24 +303,39 @@ pub struct Loss {
     /// What is minimised: `ce + z_coef · z`.
     pub total: Tensor,
     pub ce: Tensor,
-    /// mean(log Z)² term before its coefficient.
+    /// mean(log Z)² term before its coefficient (without a graph when the coefficient is 0).
     pub z: Tensor,
 }
 
-/// Cross-entropy plus z-loss of logits `[B, T, V]` against targets `[B, T]`. The CE and the z term are
-/// returned separately so both can be logged.
+/// Cross-entropy plus z-loss of logits `[B, T, V]` against targets `[B, T]`, in fp32 for bf16
+/// logits. One log-softmax serves both: log Z = x_y − log p_y per token, from two
+/// gathers, instead of a second pass over the logits (a logsumexp). With `z_coef` 0 the z term is
+/// only measured (no graph, nothing added to the loss).
 pub fn loss(logits: &Tensor, targets: &Tensor, z_coef: f64) -> Loss {
     let v = *logits.size().last().unwrap_or(&1);
     let flat = logits.view([-1, v]);
-    let ce = flat
-        .log_softmax(-1, flat.kind())
-        .nll_loss(&targets.view([-1]));
-    let logz = flat.logsumexp([-1], false);
-    let z = logz.square().mean(logz.kind());
-    let total = if z_coef > 0.0 {
-        &ce + &z * z_coef
-    } else {
-        ce.shallow_clone()
+    let y = targets.reshape([-1]);
+    let k = reduce_kind(flat.kind());
+    let logp = flat.log_softmax(-1, k);
+    let ce = logp.nll_loss(&y);
+    let z_term = |x: &Tensor, logp: &Tensor| {
+        let y = y.view([-1, 1]);
+        let logz = x.gather(1, &y, false).to_kind(k) - logp.gather(1, &y, false);
+        logz.square().mean(k)
     };
-    Loss { total, ce, z }
+    if z_coef > 0.0 {
+        let z = z_term(&flat, &logp);
+        Loss {
+            total: &ce + &z * z_coef,
+            ce,
+            z,
+        }
+    } else {
+        let z = tch::no_grad(|| z_term(&flat.detach(), &logp.detach()));
+        Loss {
+            total: ce.shallow_clone(),
+            ce,
+            z,
+        }
+    }
 }

@@ -2,22 +2,12 @@
 //! (`parity_reference.py`, run with the project's `.venv` python) on the same weights and batch, to
 //! ≤ 1e-5 relative error, for both the fused (training) and explicit (probe) attention paths.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 use tch::{nn, Device, Kind, Tensor};
 
 use orrery_worker::model::{loss, Gpt, GptConfig};
 use orrery_worker::workloads::stability::probes::forward_explicit;
-
-fn python() -> String {
-    std::env::var("ORRERY_PYTHON").unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../.venv/bin/python")
-            .display()
-            .to_string()
-    })
-}
 
 #[test]
 fn forward_and_gradients_match_pytorch() {
@@ -32,6 +22,7 @@ fn forward_and_gradients_match_pytorch() {
         qk_layernorm: true,
         // μParam's output multiplier (not 1, so a forgotten multiplier on either side shows).
         mup_width_mult: Some(0.5),
+        compute: Kind::Float,
     };
     let z_coef = 1e-2; // large enough that a z-loss mistake shows
     let mut vs = nn::VarStore::new(Device::Cpu);
@@ -80,20 +71,5 @@ fn forward_and_gradients_match_pytorch() {
             named.push((format!("{tag}.grad.{k}"), v.grad().detach().copy()));
         }
     }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("parity.npz");
-    Tensor::write_npz(&named, &file).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity_reference.py");
-    let out = Command::new(python())
-        .arg(&script)
-        .arg(&file)
-        .output()
-        .expect("run the PyTorch reference (make setup creates .venv)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(out.status.success(), "PyTorch parity failed:\n{text}");
+    common::check_with_pytorch("parity_reference.py", &named);
 }

@@ -26,6 +26,8 @@ struct Toy {
     steps_taken: Tensor,
     /// From this step on, evaluation reports a loss worse than uniform guessing.
     sabotage_from: Option<u64>,
+    /// From this (0-based) step on, the training loss is NaN.
+    nan_from: Option<u64>,
 }
 
 impl Toy {
@@ -42,6 +44,7 @@ impl Toy {
             y,
             steps_taken: Tensor::zeros([1], (Kind::Int64, Device::Cpu)),
             sabotage_from,
+            nan_from: None,
         }
     }
 
@@ -59,9 +62,11 @@ impl Workload for Toy {
         AdamW::over(&self.vs, t)
     }
 
-    fn step_gradients(&mut self, _step: u64) -> Result<StepLoss, TrainError> {
-        let l = self.ce();
-        l.backward();
+    fn step_loss(&mut self, step: u64) -> Result<StepLoss, TrainError> {
+        let l = match self.nan_from {
+            Some(from) if step >= from => self.ce() * f64::NAN,
+            _ => self.ce(),
+        };
         let _ = self.steps_taken.g_add_scalar_(1);
         Ok(StepLoss {
             total: l,
@@ -177,4 +182,29 @@ fn the_workloads_own_divergence_rule_ends_the_trial() {
         [0, 10],
         "stopped at the first bad evaluation"
     );
+}
+
+#[test]
+fn a_non_finite_step_ends_the_trial_at_the_next_read_before_any_evaluation_or_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut toy = Toy::new(None);
+    toy.nan_from = Some(11); // the 12th step (1-based) is the first NaN one
+    let (result, m) = run(&mut toy, 30, dir.path());
+    match result {
+        TrialResult::Diverged(why) => assert!(why.contains("at step 12"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // Read back at the log step 15, which reports the NaN; nothing evaluated after step 10.
+    assert_eq!(steps(&m["train/loss"]), [5, 10, 15]);
+    assert!(m["train/loss"][2].1.is_nan());
+    assert_eq!(steps(&m["eval/loss"]), [0, 10]);
+    // The checkpoint on disk is step 10's, with finite weights.
+    let again = Toy::new(None);
+    let mut opt = again.optimizer(&TrainingSpec::default());
+    let saved = train::checkpoint::load(&dir.path().join("checkpoint"), &mut opt, &again.state())
+        .unwrap()
+        .unwrap();
+    assert_eq!(saved.step, 10);
+    let finite = opt.params[0].tensor.isfinite().all().int64_value(&[]);
+    assert_eq!(finite, 1);
 }

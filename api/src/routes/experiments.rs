@@ -44,13 +44,15 @@ pub(super) async fn create_experiment(
     let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the spec must be UTF-8 YAML"))?;
-    let loaded = orrery_core::load_spec(text).map_err(|errs| ApiError {
+    let mut loaded = orrery_core::load_spec(text).map_err(|errs| ApiError {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         body: ErrorBody {
             error: format!("the spec has {} problem(s)", errs.0.len()),
             details: errs.0.iter().map(|e| e.to_string()).collect(),
         },
     })?;
+    // Submitted to a cluster: the trials run on CUDA exactly when they ask for a GPU.
+    loaded.resolve_precision(loaded.wants_gpu());
     let external_id = q.external_id.filter(|k| !k.is_empty());
     let (exp, created) = store
         .register_experiment(text, &loaded, external_id.as_deref())

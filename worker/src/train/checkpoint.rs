@@ -1,10 +1,11 @@
 //! Checkpoints: parameters, Adam moments, the loop's counters and the workload's own state
 //! ([`super::Workload::state`]) in one file, written to a temporary name and renamed, so a worker
-//! killed mid-write leaves the previous checkpoint intact.
+//! killed mid-write leaves the previous checkpoint intact. The training loop writes them on a
+//! background thread ([`Writer`]).
 
 use std::path::{Path, PathBuf};
 
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::optim::AdamW;
 
@@ -24,25 +25,26 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-/// `state`: the workload's tensors beyond the optimizer's (saved as `w/NAME`).
-pub fn save(
-    dir: &Path,
-    opt: &AdamW,
-    progress: Progress,
-    state: &[(String, Tensor)],
-) -> Result<(), tch::TchError> {
-    std::fs::create_dir_all(dir)?;
+/// Host copies of everything a checkpoint holds. `state`: the workload's tensors beyond the
+/// optimizer's (saved as `w/NAME`). Copies even on the CPU, since training goes on updating the
+/// originals in place while a [`Writer`] writes these.
+fn snapshot(opt: &AdamW, progress: Progress, state: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
+    let host = |t: &Tensor| {
+        let t = t.detach();
+        if t.device() == Device::Cpu {
+            t.copy()
+        } else {
+            t.to_device(Device::Cpu)
+        }
+    };
     let mut named: Vec<(String, Tensor)> = Vec::new();
     for p in &opt.params {
-        named.push((
-            format!("p/{}", p.name),
-            p.tensor.detach().to_device(tch::Device::Cpu),
-        ));
-        named.push((format!("m/{}", p.name), p.m.to_device(tch::Device::Cpu)));
-        named.push((format!("v/{}", p.name), p.v.to_device(tch::Device::Cpu)));
+        named.push((format!("p/{}", p.name), host(&p.tensor)));
+        named.push((format!("m/{}", p.name), host(&p.m)));
+        named.push((format!("v/{}", p.name), host(&p.v)));
     }
     for (name, t) in state {
-        named.push((format!("w/{name}"), t.detach().to_device(tch::Device::Cpu)));
+        named.push((format!("w/{name}"), host(t)));
     }
     named.push((
         "meta/step".into(),
@@ -56,10 +58,60 @@ pub fn save(
         "meta/initial_eval_loss".into(),
         Tensor::from_slice(&[progress.initial_eval_loss]),
     ));
+    named
+}
+
+fn write(dir: &Path, named: &[(String, Tensor)]) -> Result<(), tch::TchError> {
+    std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!("{FILE}.tmp"));
-    Tensor::save_multi(&named, &tmp)?;
+    Tensor::save_multi(named, &tmp)?;
     std::fs::rename(&tmp, path(dir))?;
     Ok(())
+}
+
+/// Writes the checkpoint now, on this thread.
+pub fn save(
+    dir: &Path,
+    opt: &AdamW,
+    progress: Progress,
+    state: &[(String, Tensor)],
+) -> Result<(), tch::TchError> {
+    write(dir, &snapshot(opt, progress, state))
+}
+
+/// Checkpoints written off the training thread: [`Writer::save`] takes host copies (the only
+/// wait: a device-to-host copy) and writes the file on a thread of its own while training goes
+/// on. One write at a time: a save first waits for the previous one, and the loop waits for the
+/// last before it returns.
+#[derive(Default)]
+pub struct Writer {
+    pending: Option<std::thread::JoinHandle<Result<(), tch::TchError>>>,
+}
+
+impl Writer {
+    pub fn save(
+        &mut self,
+        dir: &Path,
+        opt: &AdamW,
+        progress: Progress,
+        state: &[(String, Tensor)],
+    ) -> Result<(), tch::TchError> {
+        self.wait()?;
+        let named = snapshot(opt, progress, state);
+        let dir = dir.to_path_buf();
+        self.pending = Some(std::thread::spawn(move || write(&dir, &named)));
+        Ok(())
+    }
+
+    /// Waits for the write in progress, if any, and returns its result.
+    pub fn wait(&mut self) -> Result<(), tch::TchError> {
+        match self.pending.take() {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(tch::TchError::Kind("checkpoint writer panicked".into()))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Loads the checkpoint in `dir` into `opt` (parameters and moments) and into the workload's

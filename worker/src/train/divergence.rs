@@ -4,6 +4,8 @@
 //! far below that, so there only a loss above ln(vocabulary) — worse than uniform guessing — does.
 //! Either way a non-finite loss or gradient norm is divergence.
 
+use tch::{Device, Kind, Tensor};
+
 /// How a workload recognises a diverged run from its evaluation loss.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Divergence {
@@ -34,10 +36,40 @@ impl Divergence {
     }
 }
 
-/// Why a training step's loss or gradient norm means divergence, or `None`.
-pub fn non_finite_step(loss: f64, grad_norm: f64, step: u64) -> Option<String> {
-    (!loss.is_finite() || !grad_norm.is_finite())
-        .then(|| format!("non-finite loss {loss} or gradient norm {grad_norm} at step {step}"))
+/// The first training step whose loss or gradient norm was not finite, tracked on the device so
+/// the loop need not read either back every step: it asks [`NonFinite::first`] where it reads
+/// anyway (log, evaluation and checkpoint steps). Steps after the first bad one train on NaNs;
+/// the loop stops at its next read, before any evaluation or checkpoint sees them.
+pub struct NonFinite {
+    /// The 1-based step, or 0 while every step was finite (an `int64` scalar on the device).
+    first: Tensor,
+}
+
+impl NonFinite {
+    pub fn new(device: Device) -> Self {
+        NonFinite {
+            first: Tensor::zeros([], (Kind::Int64, device)),
+        }
+    }
+
+    /// Notes (1-based) step `step`'s loss and gradient norm, without a sync.
+    pub fn record(&mut self, step: u64, loss: &Tensor, grad_norm: &Tensor) {
+        tch::no_grad(|| {
+            let bad = loss
+                .isfinite()
+                .logical_and(&grad_norm.isfinite())
+                .logical_not()
+                .logical_and(&self.first.eq(0));
+            // `first` is 0 wherever `bad` holds, so adding bad·step sets it (no host-to-device copy).
+            let _ = self.first.g_add_(&(bad.to_kind(Kind::Int64) * step as i64));
+        })
+    }
+
+    /// The first non-finite step so far (a read: one sync).
+    pub fn first(&self) -> Option<u64> {
+        let s = self.first.int64_value(&[]);
+        (s > 0).then_some(s as u64)
+    }
 }
 
 #[cfg(test)]
@@ -73,9 +105,18 @@ mod tests {
     }
 
     #[test]
-    fn non_finite_steps() {
-        assert_eq!(non_finite_step(3.0, 1.0, 5), None);
-        assert!(non_finite_step(f64::NAN, 1.0, 5).is_some());
-        assert!(non_finite_step(3.0, f64::INFINITY, 5).is_some());
+    fn non_finite_steps_are_caught_without_a_read_per_step() {
+        let mut nf = NonFinite::new(Device::Cpu);
+        let t = |v: f64| Tensor::from(v);
+        nf.record(1, &t(3.0), &t(1.0));
+        nf.record(2, &t(2.5), &t(0.5));
+        assert_eq!(nf.first(), None);
+        nf.record(3, &t(2.0), &t(f64::INFINITY));
+        nf.record(4, &t(f64::NAN), &t(f64::NAN));
+        nf.record(5, &t(1.0), &t(1.0));
+        assert_eq!(nf.first(), Some(3), "the first bad step is kept");
+        let mut loss = NonFinite::new(Device::Cpu);
+        loss.record(7, &t(f64::NAN), &t(1.0));
+        assert_eq!(loss.first(), Some(7));
     }
 }

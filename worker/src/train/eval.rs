@@ -1,10 +1,11 @@
 //! Evaluation of a language model: the mean cross-entropy on fixed validation batches of each data
 //! group, and their mean over groups (`eval/loss`, `eval/loss/<group>`).
 
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 use orrery_core::metrics as m;
 
+use super::read_back;
 use super::reporter::Reporter;
 use crate::data::{self, Batch, Group, Split};
 use crate::model::{loss, Gpt};
@@ -34,22 +35,25 @@ pub fn batches(
         .collect()
 }
 
-/// The model's mean cross-entropy on each group's batches, without gradients.
+/// The model's mean cross-entropy on each group's batches, without gradients, summed on the device
+/// and read back once.
 pub fn evaluate(model: &Gpt, eval: &[(String, Vec<Batch>)]) -> Evaluation {
     tch::no_grad(|| {
+        let sums: Vec<Tensor> = eval
+            .iter()
+            .map(|(_, batches)| {
+                let ces: Vec<Tensor> = batches
+                    .iter()
+                    .map(|b| loss(&model.forward(&b.inputs), &b.targets, 0.0).ce)
+                    .collect();
+                Tensor::stack(&ces, 0).sum(Kind::Double) / batches.len() as f64
+            })
+            .collect();
+        let read = read_back(&sums.iter().collect::<Vec<_>>());
         let per_group: Vec<(String, f64)> = eval
             .iter()
-            .map(|(name, batches)| {
-                let total: f64 = batches
-                    .iter()
-                    .map(|b| {
-                        loss(&model.forward(&b.inputs), &b.targets, 0.0)
-                            .ce
-                            .double_value(&[])
-                    })
-                    .sum();
-                (name.clone(), total / batches.len() as f64)
-            })
+            .zip(read)
+            .map(|((name, _), v)| (name.clone(), v[0]))
             .collect();
         let mean = per_group.iter().map(|(_, l)| l).sum::<f64>() / per_group.len() as f64;
         Evaluation { mean, per_group }

@@ -6,6 +6,10 @@
 //! measures and which divergence rule applies — and the loop does the rest the same way for all:
 //! step counting, the LR of each step, gradient clipping, the optimizer step, `log_every` and
 //! `eval_every`, progress lines, checkpoints every `checkpoint_every` steps and resume from them.
+//!
+//! The hot loop never waits for the device: the loss, the gradient norm (clipping uses it on the
+//! device) and the non-finite check stay there, and are read back in one transfer at log steps;
+//! evaluations and checkpoints read what they need when they run.
 
 pub mod checkpoint;
 pub mod divergence;
@@ -23,9 +27,9 @@ use orrery_core::metrics as m;
 use orrery_core::spec::{TrainingSpec, TrialConfig};
 
 use checkpoint::Progress;
-use divergence::Divergence;
+use divergence::{Divergence, NonFinite};
 use eval::Evaluation;
-use optim::AdamW;
+use optim::{AdamW, GradNorms};
 use reporter::Reporter;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +56,8 @@ pub struct RunEnv {
     pub progress: bool,
 }
 
-/// The loss of one training step, with the parts of it to log beside `train/loss`.
+/// The loss of one training step, with the parts of it to log beside `train/loss`. All stay on
+/// the device; the loop reads them at log steps only.
 pub struct StepLoss {
     /// What was minimised.
     pub total: Tensor,
@@ -62,7 +67,7 @@ pub struct StepLoss {
     pub tokens: u64,
 }
 
-/// What a workload's [`Workload::log_update`] sees at a log step.
+/// What a workload's [`Workload::log_update`] sees at a log step (read back in one transfer).
 pub struct Update<'a> {
     /// The step just taken (1-based).
     pub step: i64,
@@ -71,6 +76,8 @@ pub struct Update<'a> {
     pub grad_sumsq: &'a [f64],
     /// Σ(Δθ)² of each parameter's change in this step, in `opt.params` order.
     pub update_sumsq: &'a [f64],
+    /// Σθ² of each parameter after the step, in `opt.params` order.
+    pub param_sumsq: &'a [f64],
 }
 
 /// One workload's part of training. [`run`] calls it; everything else is shared.
@@ -81,9 +88,23 @@ pub trait Workload {
     /// The optimizer over its trainable parameters; checkpoints save and restore exactly these.
     fn optimizer(&self, t: &TrainingSpec) -> AdamW;
 
-    /// Computes step `step`'s (0-based) loss and leaves its gradients in the parameters (the loop
-    /// has zeroed them; it clips them and steps the optimizer afterwards).
-    fn step_gradients(&mut self, step: u64) -> Result<StepLoss, TrainError>;
+    /// Step `step`'s (0-based) loss, with its autograd graph.
+    fn step_loss(&mut self, step: u64) -> Result<StepLoss, TrainError>;
+
+    /// Step `step`'s loss and its gradients with respect to `params` (in that order; undefined
+    /// for a parameter the loss does not use). By default autograd of [`Workload::step_loss`],
+    /// returned rather than accumulated into `.grad`, so no step zeroes or adds gradient buffers;
+    /// a workload that makes its gradients another way (per-sample clipping) overrides this. The
+    /// loop clips them and steps the optimizer afterwards.
+    fn gradients(
+        &mut self,
+        step: u64,
+        params: &[&Tensor],
+    ) -> Result<(StepLoss, Vec<Tensor>), TrainError> {
+        let l = self.step_loss(step)?;
+        let grads = Tensor::f_run_backward(&[&l.total], params, false, false)?;
+        Ok((l, grads))
+    }
 
     /// Evaluates the model as it is now.
     fn evaluate(&mut self) -> Evaluation;
@@ -101,6 +122,27 @@ pub trait Workload {
     }
 }
 
+/// Reads scalar and vector tensors back to the host in one transfer: each is flattened and
+/// converted to f64 on its device, all are concatenated, and the result is split again.
+pub fn read_back(parts: &[&Tensor]) -> Vec<Vec<f64>> {
+    tch::no_grad(|| {
+        let flat: Vec<Tensor> = parts
+            .iter()
+            .map(|t| t.detach().to_kind(tch::Kind::Double).reshape([-1]))
+            .collect();
+        let lens: Vec<usize> = flat.iter().map(|t| t.numel()).collect();
+        let all = Vec::<f64>::try_from(Tensor::cat(&flat, 0).to_device(Device::Cpu))
+            .expect("a flat f64 tensor converts to a Vec");
+        let mut out = Vec::with_capacity(parts.len());
+        let mut at = 0;
+        for n in lens {
+            out.push(all[at..at + n].to_vec());
+            at += n;
+        }
+        out
+    })
+}
+
 fn progress_line(step: u64, steps: u64, loss: f64) {
     let line = serde_json::json!({"event": "progress", "step": step, "steps": steps, "loss": loss.is_finite().then_some(loss)});
     let mut out = std::io::stdout().lock();
@@ -115,6 +157,22 @@ pub fn run(
     cfg: &TrialConfig,
     env: &RunEnv,
     rep: &Reporter,
+) -> Result<TrialResult, TrainError> {
+    let mut writer = checkpoint::Writer::default();
+    let result = train(w, cfg, env, rep, &mut writer);
+    // Whatever ended the run, the checkpoint being written is finished first.
+    let written = writer.wait();
+    let result = result?;
+    written?;
+    Ok(result)
+}
+
+fn train(
+    w: &mut impl Workload,
+    cfg: &TrialConfig,
+    env: &RunEnv,
+    rep: &Reporter,
+    writer: &mut checkpoint::Writer,
 ) -> Result<TrialResult, TrainError> {
     let t = &cfg.training;
     let mut opt = w.optimizer(t);
@@ -142,46 +200,69 @@ pub fn run(
     let eval_every = t.effective_eval_every();
     let divergence = w.divergence();
 
+    let mut non_finite = NonFinite::new(env.device);
     while progress.step < t.steps {
         let lr = schedule::lr_at(t, progress.step);
-        opt.zero_grad();
-        let l = w.step_gradients(progress.step)?;
-        let log_now = (progress.step + 1) % t.log_every == 0 || progress.step + 1 == t.steps;
-        let grad_sumsq = opt.grad_sumsq();
-        let grad_norm = opt.clip_grad_norm(&grad_sumsq, t.grad_clip);
-        let total = l.total.double_value(&[]);
+        let (l, mut grads) = w.gradients(progress.step, &opt.tensors())?;
+        let norms = GradNorms::of(&grads);
+        norms.clip(&mut grads, t.grad_clip);
         progress.step += 1;
         progress.tokens_seen += l.tokens;
+        non_finite.record(progress.step, &l.total, &norms.norm);
         let done = progress.step as i64;
-        if let Some(why) = divergence::non_finite_step(total, grad_norm, progress.step) {
+        let last = progress.step == t.steps;
+        let log_now = progress.step % t.log_every == 0 || last;
+        let eval_now = progress.step % eval_every == 0 || last;
+        let checkpoint_now = env.checkpoint_dir.is_some()
+            && t.checkpoint_every > 0
+            && progress.step % t.checkpoint_every == 0
+            && !last;
+        let before = log_now.then(|| opt.snapshot());
+        opt.step(&grads, lr);
+
+        if log_now {
+            let mut parts: Vec<&Tensor> = vec![&l.total, &norms.norm, &norms.sumsq];
+            parts.extend(l.parts.iter().map(|(_, t)| t));
+            let update_sumsq = opt.update_sumsq(before.as_deref().unwrap_or_default());
+            let param_sumsq = opt.param_sumsq();
+            parts.push(&update_sumsq);
+            parts.push(&param_sumsq);
+            let read = read_back(&parts);
+            let (total, grad_norm) = (read[0][0], read[1][0]);
             rep.log(m::TRAIN_LOSS, done, total);
             rep.log(m::GRAD_NORM, done, grad_norm);
-            return Ok(TrialResult::Diverged(why));
-        }
-        let update_sumsq = opt.step(lr, log_now);
-
-        let last = progress.step == t.steps;
-        if log_now {
-            rep.log(m::TRAIN_LOSS, done, total);
-            for (name, part) in &l.parts {
-                rep.log(name, done, part.double_value(&[]));
+            if let Some(step) = non_finite.first() {
+                let why = format!("non-finite loss or gradient norm at step {step} (at step {done}: loss {total}, gradient norm {grad_norm})");
+                return Ok(TrialResult::Diverged(why));
+            }
+            for ((name, _), v) in l.parts.iter().zip(&read[3..]) {
+                rep.log(name, done, v[0]);
             }
             rep.log(m::LR, done, lr);
-            rep.log(m::GRAD_NORM, done, grad_norm);
             rep.log(m::TOKENS_SEEN, done, progress.tokens_seen as f64);
             w.log_state(done, rep);
+            let n = read.len();
             let update = Update {
                 step: done,
                 opt: &opt,
-                grad_sumsq: &grad_sumsq,
-                update_sumsq: &update_sumsq,
+                grad_sumsq: &read[2],
+                update_sumsq: &read[n - 2],
+                param_sumsq: &read[n - 1],
             };
             w.log_update(&update, rep);
             if env.progress {
                 progress_line(progress.step, t.steps, total);
             }
         }
-        if progress.step % eval_every == 0 || last {
+        if (eval_now || checkpoint_now) && !log_now {
+            // Neither an evaluation nor a checkpoint may see a step that was not finite.
+            if let Some(step) = non_finite.first() {
+                return Ok(TrialResult::Diverged(format!(
+                    "non-finite loss or gradient norm at step {step}"
+                )));
+            }
+        }
+        if eval_now {
             let e = w.evaluate();
             eval::log(rep, done, &e);
             let initial = progress.initial_eval_loss;
@@ -189,10 +270,10 @@ pub fn run(
                 return Ok(TrialResult::Diverged(why));
             }
         }
-        if let Some(dir) = &env.checkpoint_dir {
-            if t.checkpoint_every > 0 && progress.step % t.checkpoint_every == 0 && !last {
+        if checkpoint_now {
+            if let Some(dir) = &env.checkpoint_dir {
                 rep.barrier();
-                checkpoint::save(dir, &opt, progress, &w.state())?;
+                writer.save(dir, &opt, progress, &w.state())?;
             }
         }
     }

@@ -3,7 +3,7 @@
 //! couples decay to the learning rate and hides the moments, which checkpoints and the per-group
 //! RMS metrics need.
 
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 use orrery_core::spec::{TrainingSpec, WeightDecayMode};
 use tch::nn::VarStore;
@@ -66,103 +66,123 @@ impl AdamW {
         }
     }
 
-    pub fn zero_grad(&mut self) {
-        for p in &mut self.params {
-            p.tensor.zero_grad();
-        }
+    /// The parameters, in `params` order (what the loop differentiates the loss by).
+    pub fn tensors(&self) -> Vec<&Tensor> {
+        self.params.iter().map(|p| &p.tensor).collect()
     }
 
-    /// Σg² of each parameter's gradient (0 where it has none), in `params` order. This reads each
-    /// sum back to the host: one device sync per parameter per step (the worker-performance issue
-    /// replaces it with a norm kept on the device).
-    pub fn grad_sumsq(&self) -> Vec<f64> {
+    /// Σθ² of each parameter, as one `[n]` tensor on the parameters' device.
+    pub fn param_sumsq(&self) -> Tensor {
+        tch::no_grad(|| sumsq_each(self.params.iter().map(|p| &p.tensor)))
+    }
+
+    /// Copies of the parameters, to measure a step's change against ([`AdamW::update_sumsq`]).
+    pub fn snapshot(&self) -> Vec<Tensor> {
+        tch::no_grad(|| self.params.iter().map(|p| p.tensor.copy()).collect())
+    }
+
+    /// Σ(Δθ)² of each parameter since `before` (a [`AdamW::snapshot`]), as one `[n]` tensor.
+    pub fn update_sumsq(&self, before: &[Tensor]) -> Tensor {
         tch::no_grad(|| {
-            self.params
+            let deltas: Vec<Tensor> = self
+                .params
                 .iter()
-                .map(|p| {
-                    let g = p.tensor.grad();
-                    if g.defined() {
-                        g.square().sum(g.kind()).double_value(&[])
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
+                .zip(before)
+                .map(|(p, b)| &p.tensor - b)
+                .collect();
+            sumsq_each(deltas.iter())
         })
     }
 
-    /// Σθ² of each parameter, in `params` order.
-    pub fn param_sumsq(&self) -> Vec<f64> {
-        tch::no_grad(|| {
-            self.params
-                .iter()
-                .map(|p| p.tensor.square().sum(p.tensor.kind()).double_value(&[]))
-                .collect()
-        })
-    }
-
-    /// Scales gradients so their global norm is at most `max_norm`; returns the norm before.
-    /// `grad_sumsq`: this step's [`AdamW::grad_sumsq`], which the caller also logs from, so the
-    /// gradients are reduced once per step.
-    pub fn clip_grad_norm(&mut self, grad_sumsq: &[f64], max_norm: f64) -> f64 {
-        let norm = grad_sumsq.iter().sum::<f64>().sqrt();
-        if max_norm > 0.0 && norm.is_finite() && norm > max_norm {
-            let scale = max_norm / (norm + 1e-6);
-            tch::no_grad(|| {
-                for p in &self.params {
-                    let mut g = p.tensor.grad();
-                    if g.defined() {
-                        g *= scale;
-                    }
-                }
-            });
-        }
-        norm
-    }
-
-    /// One update at learning rate `lr` (times each parameter's `lr_scale`, η below):
+    /// One update at learning rate `lr` (times each parameter's `lr_scale`, η below) with this
+    /// step's gradients `grads` (in `params` order; an undefined one leaves its parameter alone):
     /// coupled (PyTorch AdamW): θ ← θ − η·λ·θ − η·u;
     /// independent (Wortsman et al.): θ ← θ − (η_t/η_max)·λ·θ − η·u, the schedule's multiplier only;
-    /// with u = m̂ / (√v̂ + ε). With `measure`, returns each parameter's Σ(Δθ)² for this update
-    /// (decay included), in `params` order, at one copy and one sync per parameter; else an empty
-    /// list and no extra work.
-    pub fn step(&mut self, lr: f64, measure: bool) -> Vec<f64> {
+    /// with u = m̂ / (√v̂ + ε). In place: at most eight kernels and two temporaries per parameter, nothing
+    /// read back to the host (checked against `torch.optim.AdamW` by `tests/adamw_parity.rs`).
+    pub fn step(&mut self, grads: &[Tensor], lr: f64) {
         self.t += 1;
         let bc1 = 1.0 - self.beta1.powi(self.t as i32);
-        let bc2 = 1.0 - self.beta2.powi(self.t as i32);
+        let bc2_sqrt = (1.0 - self.beta2.powi(self.t as i32)).sqrt();
         let schedule = lr / self.lr_max;
-        let mut update_sumsq = Vec::new();
         tch::no_grad(|| {
-            for p in &mut self.params {
-                let g = p.tensor.grad();
+            for (p, g) in self.params.iter_mut().zip(grads) {
                 if !g.defined() {
-                    if measure {
-                        update_sumsq.push(0.0);
-                    }
                     continue;
                 }
-                let before = measure.then(|| p.tensor.copy());
-                p.m *= self.beta1;
-                p.m += &g * (1.0 - self.beta1);
-                p.v *= self.beta2;
-                p.v += g.square() * (1.0 - self.beta2);
-                let update = (&p.m / bc1) / ((&p.v / bc2).sqrt() + self.eps);
                 let lr = lr * p.lr_scale;
                 let decay = match self.mode {
                     WeightDecayMode::Coupled => lr * self.weight_decay,
                     WeightDecayMode::Independent => schedule * self.weight_decay,
                 };
+                let _ = p.m.lerp_(g, 1.0 - self.beta1);
+                let _ = p.v.lerp_(&g.square(), 1.0 - self.beta2);
+                // θ −= (η/bc₁)·m / (√v/√bc₂ + ε), written as θ += m / d with
+                // d = −(√v/√bc₂ + ε)·bc₁/η, because tch's addcdiv_ has no scalar factor.
+                let step_size = lr / bc1;
+                let mut d = p.v.sqrt();
+                let _ = d.g_mul_scalar_(-1.0 / (bc2_sqrt * step_size));
+                let _ = d.g_add_scalar_(-self.eps / step_size);
                 if p.decay && decay != 0.0 {
-                    p.tensor *= 1.0 - decay;
+                    let _ = p.tensor.g_mul_scalar_(1.0 - decay);
                 }
-                p.tensor -= update * lr;
-                if let Some(before) = before {
-                    let delta = &p.tensor - before;
-                    update_sumsq.push(delta.square().sum(delta.kind()).double_value(&[]));
-                }
+                let _ = p.tensor.addcdiv_(&p.m, &d);
             }
-        });
-        update_sumsq
+        })
+    }
+}
+
+/// Σx² of each tensor (0 for an undefined one), stacked into one `[n]` tensor.
+fn sumsq_each<'a>(ts: impl Iterator<Item = &'a Tensor>) -> Tensor {
+    let sums: Vec<Tensor> = ts
+        .map(|t| {
+            if t.defined() {
+                // Summed in f64: a norm of millions of squares loses digits in f32.
+                t.square().sum(Kind::Double)
+            } else {
+                Tensor::zeros([], (Kind::Double, Device::Cpu))
+            }
+        })
+        .collect();
+    let device = sums.iter().map(|s| s.device()).find(|d| *d != Device::Cpu);
+    let sums: Vec<Tensor> = match device {
+        Some(d) => sums.into_iter().map(|s| s.to_device(d)).collect(),
+        None => sums,
+    };
+    Tensor::stack(&sums, 0)
+}
+
+/// The gradient norms of one step, kept on the device: each parameter's Σg² (for the per-group
+/// RMS metrics, read at log steps) and the global norm (clipping and `train/grad_norm`).
+pub struct GradNorms {
+    /// `[n]`, in `params` order.
+    pub sumsq: Tensor,
+    /// The global L2 norm, a 0-dimensional tensor.
+    pub norm: Tensor,
+}
+
+impl GradNorms {
+    pub fn of(grads: &[Tensor]) -> Self {
+        tch::no_grad(|| {
+            let sumsq = sumsq_each(grads.iter());
+            let norm = sumsq.sum(Kind::Double).sqrt();
+            GradNorms { sumsq, norm }
+        })
+    }
+
+    /// Scales `grads` so their global norm is at most `max_norm` (0: no clipping), as PyTorch's
+    /// `clip_grad_norm_` does: by min(1, max_norm / (norm + 1e-6)), computed on the device, so the
+    /// host never waits for the norm.
+    pub fn clip(&self, grads: &mut [Tensor], max_norm: f64) {
+        if max_norm <= 0.0 {
+            return;
+        }
+        tch::no_grad(|| {
+            let coef = (self.norm.g_add_scalar(1e-6).reciprocal() * max_norm).clamp_max(1.0);
+            for g in grads.iter_mut().filter(|g| g.defined()) {
+                let _ = g.g_mul_(&coef);
+            }
+        })
     }
 }
 
@@ -194,8 +214,11 @@ mod tests {
         let mut opt = AdamW::new(vec![("w".into(), w.shallow_clone())], &spec(mode));
         opt.params[0].lr_scale = lr_scale;
         let loss = (&w * 3.0).sum(Kind::Double); // gradient 3 everywhere
-        loss.backward();
-        let measured = opt.step(lr, true);
+        let grads = Tensor::run_backward(&[loss], &opt.tensors(), false, false);
+        let before = opt.snapshot();
+        opt.step(&grads, lr);
+        let measured =
+            Vec::<f64>::try_from(opt.update_sumsq(&before).to_kind(Kind::Double)).unwrap();
         let w00 = w.double_value(&[0, 0]);
         // Only w[0,0] is non-zero, so it carries the whole update (the others move by −lr·u).
         let u = 3.0 / (3.0 + 1e-8);

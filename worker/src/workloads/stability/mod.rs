@@ -10,8 +10,9 @@ use tch::{nn, Device, Tensor};
 use orrery_core::spec::TrialConfig;
 use orrery_core::workloads::stability::{self as s, StabilityParams, MUP_BASE_WIDTH};
 
-use crate::data::{self, Batch, Group, Split, VOCAB_SIZE};
+use crate::data::{self, Batch, Group, Split, TrainData, VOCAB_SIZE};
 use crate::model::{loss, Gpt, GptConfig};
+use crate::precision;
 use crate::train::divergence::Divergence;
 use crate::train::eval::{self, Evaluation};
 use crate::train::optim::AdamW;
@@ -27,16 +28,17 @@ pub struct Stability {
     vs: nn::VarStore,
     model: Gpt,
     groups: Vec<Group>,
+    train: TrainData,
     eval: Vec<(String, Vec<Batch>)>,
     probe: Tensor,
     seed: u64,
     batch_size: usize,
     seq_len: usize,
-    device: Device,
 }
 
-fn model_config(cfg: &TrialConfig, params: &StabilityParams) -> GptConfig {
-    let c = GptConfig::new(&cfg.model, VOCAB_SIZE, params.qk_layernorm);
+fn model_config(cfg: &TrialConfig, params: &StabilityParams, device: Device) -> GptConfig {
+    let (_, compute) = precision::resolve(cfg.training.precision, device);
+    let c = GptConfig::new(&cfg.model, VOCAB_SIZE, params.qk_layernorm).with_compute(compute);
     if params.mup_simple {
         c.with_mup(MUP_BASE_WIDTH)
     } else {
@@ -56,7 +58,7 @@ impl Stability {
         let groups = data::load_groups(&cfg.data, seq_len)?;
         tch::manual_seed(t.seed as i64);
         let vs = nn::VarStore::new(device);
-        let model = Gpt::new(&vs.root(), model_config(cfg, params));
+        let model = Gpt::new(&vs.root(), model_config(cfg, params, device));
         let eval = eval::batches(
             &groups,
             Split::Validation,
@@ -67,7 +69,9 @@ impl Stability {
         );
         let probe_seed = cfg.data.seed ^ 0x70726f6265;
         let probe = data::train_batch(&groups, probe_seed, u64::MAX, PROBE_ROWS, seq_len, device);
+        let train = TrainData::new(&groups, seq_len, device);
         Ok(Stability {
+            train,
             params: params.clone(),
             vs,
             model,
@@ -77,7 +81,6 @@ impl Stability {
             seed: t.seed,
             batch_size,
             seq_len,
-            device,
         })
     }
 }
@@ -101,15 +104,14 @@ impl Workload for Stability {
         opt
     }
 
-    fn step_gradients(&mut self, step: u64) -> Result<StepLoss, TrainError> {
+    fn step_loss(&mut self, step: u64) -> Result<StepLoss, TrainError> {
         let (bs, t) = (self.batch_size, self.seq_len);
-        let batch = data::train_batch(&self.groups, self.seed, step, bs, t, self.device);
+        let batch = self.train.batch(&self.groups, self.seed, step, bs);
         let l = loss(
             &self.model.forward(&batch.inputs),
             &batch.targets,
             self.params.z_loss,
         );
-        l.total.backward();
         Ok(StepLoss {
             total: l.total,
             parts: vec![(s::TRAIN_CE, l.ce), (s::TRAIN_Z_LOSS, l.z)],

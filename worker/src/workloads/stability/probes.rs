@@ -8,6 +8,7 @@ use tch::{Kind, Tensor};
 use orrery_core::workloads::stability as s;
 
 use crate::model::Gpt;
+use crate::train::read_back;
 use crate::train::reporter::Reporter;
 
 /// One layer's attention on a probe batch (over every head and every causal query-key pair).
@@ -32,33 +33,42 @@ pub struct ProbeStats {
     pub logit_rms: f64,
 }
 
+/// One layer's [`AttnStats`] as 0-dimensional tensors on the device, read back with the rest of
+/// the probe in one transfer.
+struct AttnTensors {
+    max_logit: Tensor,
+    mean_logit: Tensor,
+    entropy: Tensor,
+}
+
 /// Causal attention written out — softmax(q·kᵀ/√d_h, masked) · v, the maths of the fused kernel —
 /// with the statistics of its logits. `mask`: true above the diagonal.
-fn explicit_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> (Tensor, AttnStats) {
+fn explicit_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> (Tensor, AttnTensors) {
     let (b, h, t, hd) = q
         .size4()
         .expect("queries are [batch, heads, seq_len, head_dim]");
+    // Measured in at least fp32 whatever the passes' precision.
+    let kind = crate::model::reduce_kind(q.kind());
+    let (q, k) = (q.to_kind(kind), k.to_kind(kind));
     let att = q.matmul(&k.transpose(-2, -1)) * (1.0 / (hd as f64).sqrt());
     let pairs = (b * h * t * (t + 1) / 2) as f64;
-    let mean_logit = att.masked_fill(mask, 0.0).sum(att.kind()).double_value(&[]) / pairs;
+    let mean_logit = att.masked_fill(mask, 0.0).sum(kind) / pairs;
     let att = att.masked_fill(mask, f64::NEG_INFINITY);
     let logp = att.log_softmax(-1, att.kind());
     let p = logp.exp();
     // Masked entries have p = 0 and log p = −∞: zero them before the product.
     let entropy = -(&p * logp.masked_fill(mask, 0.0))
         .sum_dim_intlist(-1, false, att.kind())
-        .mean(att.kind())
-        .double_value(&[]);
-    let stats = AttnStats {
-        max_logit: att.max().double_value(&[]),
+        .mean(kind);
+    let stats = AttnTensors {
+        max_logit: att.max(),
         mean_logit,
         entropy,
     };
-    (p.matmul(v), stats)
+    (p.matmul(&v.to_kind(kind)).to_kind(v.kind()), stats)
 }
 
-/// Logits with explicit attention, plus each layer's attention statistics.
-pub fn forward_explicit(model: &Gpt, idx: &Tensor) -> (Tensor, Vec<AttnStats>) {
+fn forward_explicit_tensors(model: &Gpt, idx: &Tensor) -> (Tensor, Vec<AttnTensors>) {
     let t = idx.size2().expect("inputs are [batch, seq_len]").1;
     let mask = Tensor::ones([t, t], (Kind::Bool, idx.device())).triu(1);
     let mut stats = Vec::new();
@@ -70,16 +80,51 @@ pub fn forward_explicit(model: &Gpt, idx: &Tensor) -> (Tensor, Vec<AttnStats>) {
     (logits, stats)
 }
 
-/// Statistics on a probe batch, without gradients.
+/// Each layer's three statistics, flattened in the order [`attn_stats`] reads them back.
+fn flat(stats: &[AttnTensors]) -> Vec<Tensor> {
+    stats
+        .iter()
+        .flat_map(|s| [&s.max_logit, &s.mean_logit, &s.entropy])
+        .map(|t| t.shallow_clone())
+        .collect()
+}
+
+/// The layers' statistics from the values [`flat`]'s tensors were read back as.
+fn attn_stats(values: &[Vec<f64>]) -> Vec<AttnStats> {
+    values
+        .chunks(3)
+        .map(|c| AttnStats {
+            max_logit: c[0][0],
+            mean_logit: c[1][0],
+            entropy: c[2][0],
+        })
+        .collect()
+}
+
+/// Logits with explicit attention, plus each layer's attention statistics.
+pub fn forward_explicit(model: &Gpt, idx: &Tensor) -> (Tensor, Vec<AttnStats>) {
+    let (logits, stats) = forward_explicit_tensors(model, idx);
+    let values = read_back(&flat(&stats).iter().collect::<Vec<_>>());
+    (logits, attn_stats(&values))
+}
+
+/// Statistics on a probe batch, without gradients, read back in one transfer.
 pub fn probe(model: &Gpt, idx: &Tensor) -> ProbeStats {
     tch::no_grad(|| {
-        let (logits, attn) = forward_explicit(model, idx);
+        let (logits, attn) = forward_explicit_tensors(model, idx);
+        let logits = logits.to_kind(crate::model::reduce_kind(logits.kind()));
         let logz = logits.logsumexp([-1], false);
+        let mut all = flat(&attn);
+        all.push(logz.mean(logz.kind()));
+        all.push(logz.std(false));
+        all.push(logits.square().mean(logits.kind()).sqrt());
+        let v = read_back(&all.iter().collect::<Vec<_>>());
+        let n = v.len();
         ProbeStats {
-            attn,
-            logz_mean: logz.mean(logz.kind()).double_value(&[]),
-            logz_std: logz.std(false).double_value(&[]),
-            logit_rms: logits.square().mean(logits.kind()).sqrt().double_value(&[]),
+            attn: attn_stats(&v[..n - 3]),
+            logz_mean: v[n - 3][0],
+            logz_std: v[n - 2][0],
+            logit_rms: v[n - 1][0],
         }
     })
 }
@@ -113,6 +158,7 @@ mod tests {
             mlp_ratio: 2,
             qk_layernorm: false,
             mup_width_mult: None,
+            compute: Kind::Float,
         };
         let model = Gpt::new(&vs.root(), cfg);
         (vs, model)

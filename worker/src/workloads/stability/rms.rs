@@ -21,11 +21,10 @@ pub fn group(name: &str) -> String {
 /// Per group RMS of parameters, raw gradients (before clipping) and the step's update; and the
 /// global gradient RMS over AdamW's ε.
 pub fn log(rep: &Reporter, u: &Update<'_>) {
-    let param_sumsq = u.opt.param_sumsq();
     let mut groups: BTreeMap<String, [f64; 4]> = BTreeMap::new();
     for (i, p) in u.opt.params.iter().enumerate() {
         let g = groups.entry(group(&p.name)).or_default();
-        g[0] += param_sumsq[i];
+        g[0] += u.param_sumsq.get(i).copied().unwrap_or(0.0);
         g[1] += u.grad_sumsq.get(i).copied().unwrap_or(0.0);
         g[2] += u.update_sumsq.get(i).copied().unwrap_or(0.0);
         g[3] += p.tensor.numel() as f64;

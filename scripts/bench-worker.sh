@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The worker's training throughput against PyTorch eager on the same model, batch, optimizer and
+# threads, measured side by side (docs/benchmarks.md, "Worker training throughput").
+#
+#   scripts/bench-worker.sh                 CPU, 2 threads: the `small` and `tiny` presets, probes on
+#                                           and off, 3 alternating repetitions; the median
+#   DEVICE=cuda scripts/bench-worker.sh     on a GPU (gpu-check.sh calls it): the same, plus the
+#                                           GPT-2-small shape in bf16 with its MFU
+#
+# The worker (target/release/orrery-worker; built here unless NO_BUILD=1) runs a trial with
+# `--config` for STEPS_SHORT and STEPS_LONG steps; its per-step time is the difference of the two
+# wall times over the difference of steps, so start-up, data generation and the first and last
+# evaluation cancel out. The peer is scripts/bench/torch_gpt.py (STEPS_LONG − STEPS_SHORT timed
+# steps after 3 untimed ones), with the torch of $PYTHON (default: the project's .venv; on a GPU
+# machine, its python3). Results: a table on stdout and $OUT/bench-worker.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEVICE=${DEVICE:-cpu}
+THREADS=${THREADS:-2}
+REPS=${REPS:-3}
+STEPS_SHORT=${STEPS_SHORT:-20}
+STEPS_LONG=${STEPS_LONG:-80}
+OUT=${OUT:-.orrery/bench-worker}
+PYTHON=${PYTHON:-$PWD/.venv/bin/python}
+W=target/release/orrery-worker
+mkdir -p "$OUT"
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  make -s build >/dev/null
+fi
+[ -x "$W" ] || { echo "missing $W (build it with make build, or carry it)" >&2; exit 1; }
+echo "==> $(nproc) cores, $THREADS threads, device $DEVICE, $(date -u +%FT%TZ), $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+
+# Cases: name, layers, d_model, heads, seq_len, batch, precision, log_every. "small" is the
+# issue's configuration (the `small` preset: 4 layers, d 128, 4 heads, T 128; B 32).
+CASES=(
+  "small 4 128 4 128 32 fp32 10"
+  "small-no-probes 4 128 4 128 32 fp32 1000000"
+  "tiny 2 64 4 64 32 fp32 10"
+)
+if [ "$DEVICE" != cpu ]; then
+  CASES=(
+    "small 4 128 4 128 32 bf16 10"
+    "gpt2-small 12 768 12 1024 16 bf16 10"
+    "gpt2-small-no-probes 12 768 12 1024 16 bf16 1000000"
+  )
+fi
+
+config() { # name layers d heads T B precision log_every steps → JSON on stdout
+  "$PYTHON" - "$@" <<'PY'
+import json, sys
+_, layers, d, heads, t, b, precision, log_every, steps = sys.argv[1:]
+print(json.dumps({
+  "workload": "stability",
+  "objective": {"metric": "eval/loss", "goal": "minimize"},
+  "model": {"layers": int(layers), "d_model": int(d), "heads": int(heads), "seq_len": int(t), "mlp_ratio": 4},
+  "data": {"corpus": "builtin:multidomain", "seed": 0},
+  "training": {"steps": int(steps), "batch_size": int(b), "lr": 1e-3, "warmup_steps": 2,
+               "beta1": 0.9, "beta2": 0.95, "grad_clip": 1.0, "eval_every": 1000000,
+               "eval_batches": 1, "log_every": min(int(log_every), int(steps)),
+               "checkpoint_every": 0, "seed": 0,
+               **({} if precision == "fp32" else {"precision": precision})},
+  "params": {"qk_layernorm": False, "z_loss": 0.0, "mup_simple": False},
+}))
+PY
+}
+
+worker_seconds() { # case-args... steps → wall seconds of one worker run
+  local steps=${*: -1}
+  local dir
+  dir=$(mktemp -d "$OUT/run.XXXX")
+  config "${@:1:$#-1}" "$steps" > "$dir/config.json"
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$W" --config "$dir/config.json" --workdir "$dir/work" --device "$DEVICE" --threads "$THREADS" \
+    > "$dir/stdout" 2> "$dir/stderr" || { echo "worker failed:" >&2; tail -5 "$dir/stderr" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  rm -rf "$dir"
+  echo "$t1 - $t0" | bc -l
+}
+
+torch_ms() { # name layers d heads T B precision log_every → ms/step
+  local _ layers d heads t b precision log_every
+  read -r _ layers d heads t b precision log_every <<< "$*"
+  "$PYTHON" scripts/bench/torch_gpt.py --layers "$layers" --d-model "$d" --heads "$heads" \
+    --seq-len "$t" --batch-size "$b" --dtype "$precision" --device "$DEVICE" --threads "$THREADS" \
+    --steps $((STEPS_LONG - STEPS_SHORT)) --log-every "$log_every" > "$OUT/torch.json"
+  "$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["ms_per_step"])' "$OUT/torch.json"
+}
+
+results="$OUT/samples.tsv"
+: > "$results"
+for c in "${CASES[@]}"; do
+  read -r name _ <<< "$c"
+  for rep in $(seq "$REPS"); do
+    # Alternate which goes first, so neither always runs on a warmer machine.
+    if [ $((rep % 2)) = 1 ]; then
+      p=$(torch_ms $c)
+      s=$(worker_seconds $c "$STEPS_SHORT"); l=$(worker_seconds $c "$STEPS_LONG")
+    else
+      s=$(worker_seconds $c "$STEPS_SHORT"); l=$(worker_seconds $c "$STEPS_LONG")
+      p=$(torch_ms $c)
+    fi
+    wms=$(echo "1000 * ($l - $s) / ($STEPS_LONG - $STEPS_SHORT)" | bc -l)
+    printf '%s\t%s\t%s\t%s\n' "$name" "$rep" "$wms" "$p" >> "$results"
+    printf '  %-22s rep %s: worker %7.1f ms/step, pytorch %7.1f ms/step\n' "$name" "$rep" "$wms" "$p"
+  done
+done
+
+"$PYTHON" - "$results" "$OUT/bench-worker.json" "$DEVICE" "${CASES[@]}" <<'PY'
+import json, statistics, sys
+rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
+device = sys.argv[3]
+cases = {c.split()[0]: c.split() for c in sys.argv[4:]}
+# Peak dense bf16 FLOP/s of the GPU, for MFU: PEAK_TFLOPS, default 989 (H100 and H200 SXM
+# without sparsity).
+import os
+peak = float(os.environ.get("PEAK_TFLOPS", "989")) * 1e12 if device != "cpu" else None
+out = []
+print()
+print(f"| case | worker ms/step | PyTorch ms/step | worker tokens/s | PyTorch tokens/s | worker / PyTorch |" + (" worker MFU | PyTorch MFU |" if peak else ""))
+print("|---|---|---|---|---|---|" + ("---|---|" if peak else ""))
+for name, spec in cases.items():
+    _, layers, d, heads, t, b, precision, _ = spec
+    layers, d, t, b = int(layers), int(d), int(t), int(b)
+    w = statistics.median(float(r[2]) for r in rows if r[0] == name)
+    p = statistics.median(float(r[3]) for r in rows if r[0] == name)
+    tokens = b * t
+    n = 12 * layers * d * d + 2 * 256 * d + t * d + (2 * layers + 1) * d
+    fpt = 6 * n + 12 * layers * d * t
+    wt, pt = tokens / (w / 1000), tokens / (p / 1000)
+    rec = {"case": name, "precision": precision, "worker_ms": w, "pytorch_ms": p,
+           "worker_tokens_per_s": wt, "pytorch_tokens_per_s": pt, "ratio": pt and wt / pt}
+    line = f"| {name} ({precision}) | {w:.1f} | {p:.1f} | {wt:,.0f} | {pt:,.0f} | **{wt / pt:.2f}×** |"
+    if peak:
+        rec["worker_mfu"], rec["pytorch_mfu"] = wt * fpt / peak, pt * fpt / peak
+        line += f" {100 * rec['worker_mfu']:.1f} % | {100 * rec['pytorch_mfu']:.1f} % |"
+    out.append(rec)
+    print(line)
+if "small" in cases and "small-no-probes" in cases:
+    w = next(r for r in out if r["case"] == "small")["worker_ms"]
+    q = next(r for r in out if r["case"] == "small-no-probes")["worker_ms"]
+    print(f"\nprobes every 10 steps cost {w / q:.2f}× the step time without them")
+json.dump(out, open(sys.argv[2], "w"), indent=1)
+PY
