@@ -3,7 +3,7 @@
 # threads, measured side by side (docs/benchmarks.md, "Worker training throughput").
 #
 #   scripts/bench-worker.sh                 CPU, 2 threads: the `small` and `tiny` presets, probes on
-#                                           and off, 3 alternating repetitions; the median
+#                                           and off, REPS (5) interleaved repetitions; the median
 #   DEVICE=cuda scripts/bench-worker.sh     on a GPU (gpu-check.sh calls it): the same, plus the
 #                                           GPT-2-small shape in bf16 with its MFU
 #
@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cpu}
 THREADS=${THREADS:-2}
-REPS=${REPS:-3}
+REPS=${REPS:-5}
 STEPS_SHORT=${STEPS_SHORT:-20}
 STEPS_LONG=${STEPS_LONG:-80}
 OUT=${OUT:-.orrery/bench-worker}
@@ -92,13 +92,12 @@ results="$OUT/samples.tsv"
 for c in "${CASES[@]}"; do
   read -r name _ <<< "$c"
   for rep in $(seq "$REPS"); do
-    # Alternate which goes first, so neither always runs on a warmer machine.
+    # The PyTorch run sits between the worker's two, and the order of those alternates, so each
+    # repetition's ratio comes from one stretch of time on a machine whose speed drifts.
     if [ $((rep % 2)) = 1 ]; then
-      p=$(torch_ms $c)
-      s=$(worker_seconds $c "$STEPS_SHORT"); l=$(worker_seconds $c "$STEPS_LONG")
+      s=$(worker_seconds $c "$STEPS_SHORT"); p=$(torch_ms $c); l=$(worker_seconds $c "$STEPS_LONG")
     else
-      s=$(worker_seconds $c "$STEPS_SHORT"); l=$(worker_seconds $c "$STEPS_LONG")
-      p=$(torch_ms $c)
+      l=$(worker_seconds $c "$STEPS_LONG"); p=$(torch_ms $c); s=$(worker_seconds $c "$STEPS_SHORT")
     fi
     wms=$(echo "1000 * ($l - $s) / ($STEPS_LONG - $STEPS_SHORT)" | bc -l)
     printf '%s\t%s\t%s\t%s\n' "$name" "$rep" "$wms" "$p" >> "$results"
@@ -117,20 +116,24 @@ import os
 peak = float(os.environ.get("PEAK_TFLOPS", "989")) * 1e12 if device != "cpu" else None
 out = []
 print()
-print(f"| case | worker ms/step | PyTorch ms/step | worker tokens/s | PyTorch tokens/s | worker / PyTorch |" + (" worker MFU | PyTorch MFU |" if peak else ""))
-print("|---|---|---|---|---|---|" + ("---|---|" if peak else ""))
+print(f"| case | worker ms/step | PyTorch ms/step | worker tokens/s | PyTorch tokens/s | worker / PyTorch (medians) | per repetition: median (range) |" + (" worker MFU | PyTorch MFU |" if peak else ""))
+print("|---|---|---|---|---|---|---|" + ("---|---|" if peak else ""))
 for name, spec in cases.items():
     _, layers, d, heads, t, b, precision, _ = spec
     layers, d, t, b = int(layers), int(d), int(t), int(b)
     w = statistics.median(float(r[2]) for r in rows if r[0] == name)
     p = statistics.median(float(r[3]) for r in rows if r[0] == name)
+    # Each repetition's own ratio (one stretch of time), and their spread.
+    per_rep = sorted(float(r[3]) / float(r[2]) for r in rows if r[0] == name)
     tokens = b * t
     n = 12 * layers * d * d + 2 * 256 * d + t * d + (2 * layers + 1) * d
     fpt = 6 * n + 12 * layers * d * t
     wt, pt = tokens / (w / 1000), tokens / (p / 1000)
     rec = {"case": name, "precision": precision, "worker_ms": w, "pytorch_ms": p,
-           "worker_tokens_per_s": wt, "pytorch_tokens_per_s": pt, "ratio": pt and wt / pt}
-    line = f"| {name} ({precision}) | {w:.1f} | {p:.1f} | {wt:,.0f} | {pt:,.0f} | **{wt / pt:.2f}×** |"
+           "worker_tokens_per_s": wt, "pytorch_tokens_per_s": pt, "ratio": wt / pt,
+           "ratio_per_rep": per_rep}
+    spread = f"{per_rep[0]:.2f}–{per_rep[-1]:.2f}"
+    line = f"| {name} ({precision}) | {w:.1f} | {p:.1f} | {wt:,.0f} | {pt:,.0f} | **{wt / pt:.2f}×** | {statistics.median(per_rep):.2f}× ({spread}) |"
     if peak:
         rec["worker_mfu"], rec["pytorch_mfu"] = wt * fpt / peak, pt * fpt / peak
         line += f" {100 * rec['worker_mfu']:.1f} % | {100 * rec['pytorch_mfu']:.1f} % |"
