@@ -8,8 +8,9 @@
 //! `eval_every`, progress lines, checkpoints every `checkpoint_every` steps and resume from them.
 //!
 //! The hot loop never waits for the device: the loss, the gradient norm (clipping uses it on the
-//! device) and the non-finite check stay there, and are read back in one transfer at log steps;
-//! evaluations and checkpoints read what they need when they run.
+//! device) and the non-finite check stay there, and are read back at log steps (one transfer for
+//! the metrics, one for the non-finite flag); evaluations and checkpoints read what they need
+//! when they run.
 
 pub mod checkpoint;
 pub mod divergence;
