@@ -507,6 +507,12 @@ fn quantity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> 
 }
 
 impl Resources {
+    /// Whether a trial with these resources runs on CUDA as a Pod: exactly when it asks for a GPU
+    /// (the operator's `ORRERY_DEVICE`, and the precision `auto` resolves to on a cluster).
+    pub fn cuda(&self) -> bool {
+        self.gpu > 0
+    }
+
     /// The libtorch threads a trial with these resources gets (the worker's thread rule,
     /// `worker/src/threads.rs`): whole CPUs of `cpu`, at least one (`500m` → 1, `2` → 2,
     /// `2.5` → 2); 1 for a quantity it cannot read.

@@ -67,17 +67,20 @@ pub struct LoadedSpec {
 
 impl LoadedSpec {
     /// Resolves `training.precision: auto` in every trial for the device the trials will run on
-    /// (`cuda`), so each stored configuration records the precision that ran. A cluster resolves
-    /// it from the spec's `resources.gpu` ([`LoadedSpec::wants_gpu`]); a local run from its device.
+    /// (`cuda`), so each stored configuration records the precision that ran. A local run knows
+    /// its device; a cluster uses [`LoadedSpec::resolve_precision_on_cluster`].
     pub fn resolve_precision(&mut self, cuda: bool) {
         for t in &mut self.trials {
             crate::spec::resolve_precision(&mut t.sections, cuda);
         }
     }
 
-    /// Whether the trials ask for a GPU (on a cluster, their Pods then run on CUDA).
-    pub fn wants_gpu(&self) -> bool {
-        self.experiment.spec.resources.gpu > 0
+    /// As [`LoadedSpec::resolve_precision`] for trials run as Pods, on CUDA by
+    /// [`crate::spec::Resources::cuda`]. The API (which records the trials) and the operator
+    /// (which writes their Trial objects) both call it.
+    pub fn resolve_precision_on_cluster(&mut self) {
+        let cuda = self.experiment.spec.resources.cuda();
+        self.resolve_precision(cuda);
     }
 }
 

@@ -102,8 +102,8 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
     let checked = match remembered {
         Some(l) => Ok(l),
         None => orrery_core::load_spec(&spec_document(&name, &exp.spec.spec)).map(|mut l| {
-            // As the API resolves it: a Pod runs on CUDA exactly when the trial asks for a GPU.
-            l.resolve_precision(l.wants_gpu());
+            // As the API resolves it for the trials it records.
+            l.resolve_precision_on_cluster();
             Arc::new(l)
         }),
     };

@@ -82,7 +82,7 @@ pub fn build(a: &AttemptPod) -> Pod {
         }),
         ..Default::default()
     };
-    let device = if a.resources.gpu > 0 { "cuda" } else { "cpu" };
+    let device = if a.resources.cuda() { "cuda" } else { "cpu" };
     Pod {
         metadata: ObjectMeta {
             name: Some(pod_name(a.trial, a.attempt)),

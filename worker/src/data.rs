@@ -312,8 +312,9 @@ fn windows(
 /// The windows of step `step`'s training batch, `(group, offset)` per row: a function of (seed,
 /// step) only, so a resumed run sees exactly the batches it would have seen. Groups are mixed
 /// uniformly (round-robin rows).
+/// `train_lens`: each group's training split's length.
 fn train_offsets(
-    groups: &[Group],
+    train_lens: &[usize],
     seed: u64,
     step: u64,
     batch_size: usize,
@@ -323,8 +324,8 @@ fn train_offsets(
     rng.set_stream(step);
     (0..batch_size)
         .map(|i| {
-            let g = i % groups.len();
-            (g, rng.gen_range(0..groups[g].train.len() - seq_len))
+            let g = i % train_lens.len();
+            (g, rng.gen_range(0..train_lens[g] - seq_len))
         })
         .collect()
 }
@@ -340,7 +341,8 @@ pub fn train_batch(
     device: Device,
 ) -> Batch {
     let refs: Vec<&Group> = groups.iter().collect();
-    let offsets = train_offsets(groups, seed, step, batch_size, seq_len);
+    let lens: Vec<usize> = groups.iter().map(|g| g.train.len()).collect();
+    let offsets = train_offsets(&lens, seed, step, batch_size, seq_len);
     windows(&refs, Split::Train, &offsets, seq_len, device)
 }
 
@@ -360,7 +362,9 @@ pub fn to_device_async(t: Tensor, device: Device) -> Tensor {
 /// step's batch is gathered: only the batch's window offsets cross from the host, and the batches
 /// are exactly [`train_batch`]'s.
 pub struct TrainData {
-    groups: Vec<(usize, usize)>,
+    /// Where each group's split starts in `bytes`, and its length.
+    starts: Vec<usize>,
+    lens: Vec<usize>,
     bytes: Tensor,
     /// `0..=seq_len`, int64 on the device.
     window: Tensor,
@@ -370,14 +374,16 @@ pub struct TrainData {
 
 impl TrainData {
     pub fn new(groups: &[Group], seq_len: usize, device: Device) -> Self {
-        let mut all = Vec::with_capacity(groups.iter().map(|g| g.train.len()).sum());
-        let mut spans = Vec::with_capacity(groups.len());
+        let lens: Vec<usize> = groups.iter().map(|g| g.train.len()).collect();
+        let mut all = Vec::with_capacity(lens.iter().sum());
+        let mut starts = Vec::with_capacity(groups.len());
         for g in groups {
-            spans.push((all.len(), g.train.len()));
+            starts.push(all.len());
             all.extend_from_slice(&g.train);
         }
         TrainData {
-            groups: spans,
+            starts,
+            lens,
             bytes: Tensor::from_slice(&all).to_device(device),
             window: Tensor::arange(seq_len as i64 + 1, (Kind::Int64, device)),
             seq_len,
@@ -386,10 +392,10 @@ impl TrainData {
     }
 
     /// Step `step`'s batch (a function of (seed, step) only, as [`train_batch`]).
-    pub fn batch(&self, groups: &[Group], seed: u64, step: u64, batch_size: usize) -> Batch {
-        let starts: Vec<i64> = train_offsets(groups, seed, step, batch_size, self.seq_len)
+    pub fn batch(&self, seed: u64, step: u64, batch_size: usize) -> Batch {
+        let starts: Vec<i64> = train_offsets(&self.lens, seed, step, batch_size, self.seq_len)
             .into_iter()
-            .map(|(g, o)| (self.groups[g].0 + o) as i64)
+            .map(|(g, o)| (self.starts[g] + o) as i64)
             .collect();
         let starts = to_device_async(Tensor::from_slice(&starts), self.device);
         let rows = self
@@ -499,7 +505,7 @@ mod tests {
         let data = TrainData::new(&g, 16, Device::Cpu);
         for step in [0, 1, 77] {
             let host = train_batch(&g, 5, step, 9, 16, Device::Cpu);
-            let dev = data.batch(&g, 5, step, 9);
+            let dev = data.batch(5, step, 9);
             assert!(host.inputs.equal(&dev.inputs), "inputs at step {step}");
             assert!(host.targets.equal(&dev.targets), "targets at step {step}");
         }

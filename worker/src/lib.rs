@@ -29,3 +29,12 @@ pub fn parse_device(s: &str) -> Result<tch::Device, String> {
             .ok_or_else(|| format!("unknown device \"{other}\"; use auto, cpu, cuda or cuda:N")),
     }
 }
+
+/// `cpu`, `cuda:0`, …: a device as [`parse_device`] reads it (and as logs print it).
+pub fn device_name(d: tch::Device) -> String {
+    match d {
+        tch::Device::Cpu => "cpu".into(),
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}

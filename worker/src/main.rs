@@ -11,7 +11,7 @@ use orrery_core::client::ApiClient;
 use orrery_core::spec::TrialConfig;
 use orrery_worker::train::reporter::{Reporter, ReporterOptions};
 use orrery_worker::train::{RunEnv, TrainError, TrialResult};
-use orrery_worker::{exit, parse_device, precision, threads, workloads};
+use orrery_worker::{device_name, exit, parse_device, precision, threads, workloads};
 
 #[derive(Parser, Debug)]
 #[command(name = "orrery-worker", version, about = "Runs one Orrery trial")]
@@ -118,7 +118,7 @@ fn main() -> ExitCode {
         }
     };
     if args.resolve_device {
-        println!("{}", precision::device_name(device));
+        println!("{}", device_name(device));
         return ExitCode::SUCCESS;
     }
     let (threads, why) = threads::rule(args.threads);
@@ -155,7 +155,7 @@ fn main() -> ExitCode {
         precision::set_allow_tf32(true);
     }
     tracing::info!(
-        device = precision::device_name(device),
+        device = device_name(device),
         precision = prec.as_str(),
         threads,
         workload = cfg.workload().as_str(),

@@ -42,15 +42,6 @@ pub fn resolve(p: Precision, device: Device) -> (Precision, Kind) {
     }
 }
 
-/// `cpu`, `cuda:0`, …: how a device is written in a spec, flags and logs.
-pub fn device_name(d: Device) -> String {
-    match d {
-        Device::Cpu => "cpu".into(),
-        Device::Cuda(i) => format!("cuda:{i}"),
-        other => format!("{other:?}").to_lowercase(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

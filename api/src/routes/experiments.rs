@@ -51,8 +51,8 @@ pub(super) async fn create_experiment(
             details: errs.0.iter().map(|e| e.to_string()).collect(),
         },
     })?;
-    // Submitted to a cluster: the trials run on CUDA exactly when they ask for a GPU.
-    loaded.resolve_precision(loaded.wants_gpu());
+    // Submitted to a cluster (the operator, or a user with the API).
+    loaded.resolve_precision_on_cluster();
     let external_id = q.external_id.filter(|k| !k.is_empty());
     let (exp, created) = store
         .register_experiment(text, &loaded, external_id.as_deref())

@@ -69,16 +69,6 @@ fn write(dir: &Path, named: &[(String, Tensor)]) -> Result<(), tch::TchError> {
     Ok(())
 }
 
-/// Writes the checkpoint now, on this thread.
-pub fn save(
-    dir: &Path,
-    opt: &AdamW,
-    progress: Progress,
-    state: &[(String, Tensor)],
-) -> Result<(), tch::TchError> {
-    write(dir, &snapshot(opt, progress, state))
-}
-
 /// Checkpoints written off the training thread: [`Writer::save`] takes host copies (the only
 /// wait: a device-to-host copy) and writes the file on a thread of its own while training goes
 /// on. One write at a time: a save first waits for the previous one, and the loop waits for the

@@ -67,8 +67,18 @@ impl NonFinite {
 
     /// The first non-finite step so far (a read: one sync).
     pub fn first(&self) -> Option<u64> {
-        let s = self.first.int64_value(&[]);
-        (s > 0).then_some(s as u64)
+        NonFinite::step_of(self.first.int64_value(&[]) as f64)
+    }
+
+    /// The flag, for a caller that reads it back with other values in one transfer and decodes
+    /// it with [`NonFinite::step_of`].
+    pub fn flag(&self) -> &Tensor {
+        &self.first
+    }
+
+    /// The first non-finite step from the flag's value as read back.
+    pub fn step_of(flag: f64) -> Option<u64> {
+        (flag > 0.0).then_some(flag as u64)
     }
 }
 
@@ -115,6 +125,7 @@ mod tests {
         nf.record(4, &t(f64::NAN), &t(f64::NAN));
         nf.record(5, &t(1.0), &t(1.0));
         assert_eq!(nf.first(), Some(3), "the first bad step is kept");
+        assert_eq!(NonFinite::step_of(nf.flag().double_value(&[])), Some(3));
         let mut loss = NonFinite::new(Device::Cpu);
         loss.record(7, &t(f64::NAN), &t(1.0));
         assert_eq!(loss.first(), Some(7));

@@ -8,9 +8,8 @@
 //! `eval_every`, progress lines, checkpoints every `checkpoint_every` steps and resume from them.
 //!
 //! The hot loop never waits for the device: the loss, the gradient norm (clipping uses it on the
-//! device) and the non-finite check stay there, and are read back at log steps (one transfer for
-//! the metrics, one for the non-finite flag); evaluations and checkpoints read what they need
-//! when they run.
+//! device) and the non-finite check stay there, and are read back in one transfer at log steps;
+//! evaluations and checkpoints read the non-finite flag when they run.
 
 pub mod checkpoint;
 pub mod divergence;
@@ -222,33 +221,39 @@ fn train(
         opt.step(&grads, lr);
 
         if log_now {
-            let mut parts: Vec<&Tensor> = vec![&l.total, &norms.norm, &norms.sumsq];
-            parts.extend(l.parts.iter().map(|(_, t)| t));
+            // Everything this log step reports, in one transfer: the loss, the norm, the
+            // non-finite flag, the per-parameter sums, then the workload's loss parts.
             let update_sumsq = opt.update_sumsq(before.as_deref().unwrap_or_default());
             let param_sumsq = opt.param_sumsq();
-            parts.push(&update_sumsq);
-            parts.push(&param_sumsq);
+            let mut parts: Vec<&Tensor> = vec![
+                &l.total,
+                &norms.norm,
+                non_finite.flag(),
+                &norms.sumsq,
+                &update_sumsq,
+                &param_sumsq,
+            ];
+            parts.extend(l.parts.iter().map(|(_, t)| t));
             let read = read_back(&parts);
             let (total, grad_norm) = (read[0][0], read[1][0]);
             rep.log(m::TRAIN_LOSS, done, total);
             rep.log(m::GRAD_NORM, done, grad_norm);
-            if let Some(step) = non_finite.first() {
+            if let Some(step) = NonFinite::step_of(read[2][0]) {
                 let why = format!("non-finite loss or gradient norm at step {step} (at step {done}: loss {total}, gradient norm {grad_norm})");
                 return Ok(TrialResult::Diverged(why));
             }
-            for ((name, _), v) in l.parts.iter().zip(&read[3..]) {
+            for ((name, _), v) in l.parts.iter().zip(&read[6..]) {
                 rep.log(name, done, v[0]);
             }
             rep.log(m::LR, done, lr);
             rep.log(m::TOKENS_SEEN, done, progress.tokens_seen as f64);
             w.log_state(done, rep);
-            let n = read.len();
             let update = Update {
                 step: done,
                 opt: &opt,
-                grad_sumsq: &read[2],
-                update_sumsq: &read[n - 2],
-                param_sumsq: &read[n - 1],
+                grad_sumsq: &read[3],
+                update_sumsq: &read[4],
+                param_sumsq: &read[5],
             };
             w.log_update(&update, rep);
             if env.progress {

@@ -10,7 +10,7 @@ use tch::{nn, Device, Tensor};
 use orrery_core::spec::TrialConfig;
 use orrery_core::workloads::stability::{self as s, StabilityParams, MUP_BASE_WIDTH};
 
-use crate::data::{self, Batch, Group, Split, TrainData, VOCAB_SIZE};
+use crate::data::{self, Batch, Split, TrainData, VOCAB_SIZE};
 use crate::model::{loss, Gpt, GptConfig};
 use crate::precision;
 use crate::train::divergence::Divergence;
@@ -27,7 +27,6 @@ pub struct Stability {
     /// Kept for the optimizer, which takes every variable.
     vs: nn::VarStore,
     model: Gpt,
-    groups: Vec<Group>,
     train: TrainData,
     eval: Vec<(String, Vec<Batch>)>,
     probe: Tensor,
@@ -75,7 +74,6 @@ impl Stability {
             params: params.clone(),
             vs,
             model,
-            groups,
             eval,
             probe: probe.inputs,
             seed: t.seed,
@@ -106,7 +104,7 @@ impl Workload for Stability {
 
     fn step_loss(&mut self, step: u64) -> Result<StepLoss, TrainError> {
         let (bs, t) = (self.batch_size, self.seq_len);
-        let batch = self.train.batch(&self.groups, self.seed, step, bs);
+        let batch = self.train.batch(self.seed, step, bs);
         let l = loss(
             &self.model.forward(&batch.inputs),
             &batch.targets,
