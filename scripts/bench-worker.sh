@@ -3,23 +3,25 @@
 # threads, measured side by side (docs/benchmarks.md, "Worker training throughput").
 #
 #   scripts/bench-worker.sh                 CPU, 2 threads: the `small` and `tiny` presets, probes on
-#                                           and off, REPS (5) interleaved repetitions; the median
+#                                           and off, REPS (5) alternating repetitions; the median
 #   DEVICE=cuda scripts/bench-worker.sh     on a GPU (gpu-check.sh calls it): the same, plus the
 #                                           GPT-2-small shape in bf16 with its MFU
 #
-# The worker (target/release/orrery-worker; built here unless NO_BUILD=1) runs a trial with
-# `--config` for STEPS_SHORT and STEPS_LONG steps; its per-step time is the difference of the two
-# wall times over the difference of steps, so start-up, data generation and the first and last
-# evaluation cancel out. The peer is scripts/bench/torch_gpt.py (STEPS_LONG − STEPS_SHORT timed
-# steps after 3 untimed ones), with the torch of $PYTHON (default: the project's .venv; on a GPU
-# machine, its python3). Results: a table on stdout and $OUT/bench-worker.json.
+# Both sides time their own training loop, the same way: the wall time of STEPS − 3 steps after 3
+# untimed warm-up steps (start-up, data generation and the evaluations before and after the loop
+# are outside it; log steps are inside). The worker (target/release/orrery-worker; built here
+# unless NO_BUILD=1) runs a trial with `--config` for STEPS steps and prints its pace when the last
+# step is taken ("training pace ... ms_per_step=…"); the peer is scripts/bench/torch_gpt.py with
+# the torch of $PYTHON (default: the project's .venv; on a GPU machine, its python3). The two
+# alternate, REPS times, so each repetition's ratio comes from one stretch of time on a machine
+# whose speed drifts. Results: a table on stdout and $OUT/bench-worker.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cpu}
 THREADS=${THREADS:-2}
 REPS=${REPS:-5}
-STEPS_SHORT=${STEPS_SHORT:-20}
-STEPS_LONG=${STEPS_LONG:-80}
+STEPS=${STEPS:-80}
+WARMUP=3
 OUT=${OUT:-.orrery/bench-worker}
 PYTHON=${PYTHON:-$PWD/.venv/bin/python}
 W=target/release/orrery-worker
@@ -64,18 +66,17 @@ print(json.dumps({
 PY
 }
 
-worker_seconds() { # case-args... steps → wall seconds of one worker run
-  local steps=${*: -1}
+worker_ms() { # case-args... → ms/step of the worker's loop (its "training pace" line)
   local dir
   dir=$(mktemp -d "$OUT/run.XXXX")
-  config "${@:1:$#-1}" "$steps" > "$dir/config.json"
-  local t0 t1
-  t0=$(date +%s.%N)
+  config "$@" "$STEPS" > "$dir/config.json"
   "$W" --config "$dir/config.json" --workdir "$dir/work" --device "$DEVICE" --threads "$THREADS" \
     > "$dir/stdout" 2> "$dir/stderr" || { echo "worker failed:" >&2; tail -5 "$dir/stderr" >&2; exit 1; }
-  t1=$(date +%s.%N)
+  local ms
+  ms=$(grep -o 'ms_per_step="\?[0-9.]*' "$dir/stderr" | tail -1 | grep -o '[0-9.]*$' || true)
+  [ -n "$ms" ] || { echo "no training pace line in the worker's log:" >&2; tail -5 "$dir/stderr" >&2; exit 1; }
   rm -rf "$dir"
-  echo "$t1 - $t0" | bc -l
+  echo "$ms"
 }
 
 torch_ms() { # name layers d heads T B precision log_every → ms/step
@@ -83,7 +84,7 @@ torch_ms() { # name layers d heads T B precision log_every → ms/step
   read -r _ layers d heads t b precision log_every <<< "$*"
   "$PYTHON" scripts/bench/torch_gpt.py --layers "$layers" --d-model "$d" --heads "$heads" \
     --seq-len "$t" --batch-size "$b" --dtype "$precision" --device "$DEVICE" --threads "$THREADS" \
-    --steps $((STEPS_LONG - STEPS_SHORT)) --log-every "$log_every" > "$OUT/torch.json"
+    --warmup "$WARMUP" --steps $((STEPS - WARMUP)) --log-every "$log_every" > "$OUT/torch.json"
   "$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["ms_per_step"])' "$OUT/torch.json"
 }
 
@@ -92,14 +93,12 @@ results="$OUT/samples.tsv"
 for c in "${CASES[@]}"; do
   read -r name _ <<< "$c"
   for rep in $(seq "$REPS"); do
-    # The PyTorch run sits between the worker's two, and the order of those alternates, so each
-    # repetition's ratio comes from one stretch of time on a machine whose speed drifts.
+    # The two alternate which goes first, so neither always runs on a warmer machine.
     if [ $((rep % 2)) = 1 ]; then
-      s=$(worker_seconds $c "$STEPS_SHORT"); p=$(torch_ms $c); l=$(worker_seconds $c "$STEPS_LONG")
+      wms=$(worker_ms $c); p=$(torch_ms $c)
     else
-      l=$(worker_seconds $c "$STEPS_LONG"); p=$(torch_ms $c); s=$(worker_seconds $c "$STEPS_SHORT")
+      p=$(torch_ms $c); wms=$(worker_ms $c)
     fi
-    wms=$(echo "1000 * ($l - $s) / ($STEPS_LONG - $STEPS_SHORT)" | bc -l)
     printf '%s\t%s\t%s\t%s\n' "$name" "$rep" "$wms" "$p" >> "$results"
     printf '  %-22s rep %s: worker %7.1f ms/step, pytorch %7.1f ms/step\n' "$name" "$rep" "$wms" "$p"
   done

@@ -28,7 +28,15 @@ pub enum Ty {
     StrList,
     /// A nested mapping with fields of its own (swept as `params.group.field`).
     Group(&'static [Field]),
+    /// `null` (unset) or a value of the inner type (a Rust `Option`).
+    Opt(&'static Ty),
+    /// `null` or a mixture over data groups: `{group: weight}`, weights ≥ 0 summing to 1 (within
+    /// [`MIXTURE_TOLERANCE`]); which groups it may name is a rule across sections (the workload's).
+    Mixture,
 }
+
+/// How far a mixture's weights may sum from 1.
+pub const MIXTURE_TOLERANCE: f64 = 1e-6;
 
 /// An integer in `[min, max]`.
 pub const fn int(min: i64, max: i64) -> Ty {
@@ -104,6 +112,8 @@ impl Ty {
             Ty::OneOf(_) => "string",
             Ty::StrList => "list of strings",
             Ty::Group(_) => "mapping",
+            Ty::Opt(inner) => inner.name(),
+            Ty::Mixture => "mixture",
         }
     }
 
@@ -126,6 +136,11 @@ impl Ty {
             Ty::Bool => "true | false".into(),
             Ty::Str | Ty::StrList | Ty::Group(_) => String::new(),
             Ty::OneOf(options) => options.join(" | "),
+            Ty::Opt(inner) => match inner.range() {
+                r if r.is_empty() => "or null".into(),
+                r => format!("{r}, or null"),
+            },
+            Ty::Mixture => "{group: weight ≥ 0}, summing to 1, or null".into(),
         }
     }
 }
@@ -302,7 +317,45 @@ pub fn check_value(ty: Ty, v: &Value) -> Result<(), String> {
             Value::Object(_) => Ok(()),
             _ => Err(format!("expected a mapping, got {}", describe(v))),
         },
+        Ty::Opt(inner) => match v {
+            Value::Null => Ok(()),
+            v => check_value(*inner, v),
+        },
+        Ty::Mixture => match v {
+            Value::Null => Ok(()),
+            Value::Object(m) => check_mixture(m),
+            _ => Err(format!(
+                "expected a mixture {{group: weight}} or null, got {}",
+                describe(v)
+            )),
+        },
     }
+}
+
+/// Weights are numbers ≥ 0 that sum to 1 (names are checked against the data groups elsewhere).
+fn check_mixture(m: &serde_json::Map<String, Value>) -> Result<(), String> {
+    if m.is_empty() {
+        return Err("a mixture names at least one group".into());
+    }
+    let mut sum = 0.0;
+    for (g, w) in m {
+        match w.as_f64() {
+            Some(x) if x >= 0.0 && x.is_finite() => sum += x,
+            _ => {
+                return Err(format!(
+                    "the weight of group `{g}` must be a number ≥ 0 (got {})",
+                    describe(w)
+                ))
+            }
+        }
+    }
+    if (sum - 1.0).abs() > MIXTURE_TOLERANCE {
+        // To the tolerance's six digits: 0.9, not 0.8999999999999999.
+        let shown = format!("{sum:.6}");
+        let shown = shown.trim_end_matches('0').trim_end_matches('.');
+        return Err(format!("the weights must sum to 1 (they sum to {shown})"));
+    }
+    Ok(())
 }
 
 /// Edit distance (insertions, deletions, substitutions, and swaps of two neighbours).

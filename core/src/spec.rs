@@ -201,16 +201,41 @@ impl ModelSpec {
     }
 }
 
+/// The default corpus: four groups of different structure (the stability workload's data).
 pub const BUILTIN_CORPUS: &str = "builtin:multidomain";
-pub const BUILTIN_GROUPS: &[&str] = &["arithmetic", "brackets", "records", "markov"];
+/// Three groups built so that the mixture matters (the aioli workload's data).
+pub const MIXING_CORPUS: &str = "builtin:mixing";
+
+/// Each builtin corpus and its groups (what `data.groups` may name besides `file:PATH`).
+pub const CORPORA: &[(&str, &[&str])] = &[
+    (
+        BUILTIN_CORPUS,
+        &["arithmetic", "brackets", "records", "markov"],
+    ),
+    (MIXING_CORPUS, &["easy", "hard", "shared"]),
+];
+
+/// The groups of `corpus` (none for an unknown one).
+pub fn corpus_groups(corpus: &str) -> &'static [&'static str] {
+    CORPORA
+        .iter()
+        .find(|(c, _)| *c == corpus)
+        .map(|(_, g)| *g)
+        .unwrap_or(&[])
+}
+
+/// The builtin group names of every corpus (no `file:` group may take one of these names).
+pub fn all_builtin_groups() -> impl Iterator<Item = &'static str> {
+    CORPORA.iter().flat_map(|(_, g)| g.iter().copied())
+}
 
 crate::declare_fields! {
     /// The training data: a corpus of named groups.
     pub struct DataSpec {
-        corpus: String = BUILTIN_CORPUS.into(), Ty::OneOf(&[BUILTIN_CORPUS]),
-            "the corpus the builtin groups come from";
+        corpus: String = BUILTIN_CORPUS.into(), Ty::OneOf(&[BUILTIN_CORPUS, MIXING_CORPUS]),
+            "the corpus the builtin groups come from: builtin:multidomain (arithmetic, brackets, records, markov) or builtin:mixing (easy, hard, shared)";
         groups: Vec<String> = Vec::new(), Ty::StrList,
-            "data groups: builtin names (arithmetic, brackets, records, markov) and/or file:PATH (split 90/5/5); empty: every builtin group";
+            "data groups: the corpus's builtin names and/or file:PATH (split 90/5/5); empty: every group of the corpus";
         seed: u64 = 0, int(0, i64::MAX), "seed of the builtin groups' generators";
         group_bytes: u64 = 200_000, int(1_000, 1_000_000_000),
             "bytes generated per builtin group for training (validation and test get a tenth each)";
@@ -218,13 +243,69 @@ crate::declare_fields! {
 }
 
 impl DataSpec {
+    /// The groups as written (`file:PATH` included); empty `groups`: every group of the corpus.
     pub fn group_list(&self) -> Vec<String> {
         if self.groups.is_empty() {
-            BUILTIN_GROUPS.iter().map(|s| s.to_string()).collect()
+            corpus_groups(&self.corpus)
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
         } else {
             self.groups.clone()
         }
     }
+
+    /// The groups' names as metrics and mixtures spell them, in [`DataSpec::group_list`] order: a
+    /// builtin group's own name; a `file:` group's file stem with anything but letters, digits and
+    /// `_ - .` turned into `_`, suffixed `-2`, `-3`, … when an earlier group or a builtin group has
+    /// it.
+    pub fn group_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for g in self.group_list() {
+            let name = match g.strip_prefix("file:") {
+                Some(path) => file_group_name(path, &names),
+                None => g,
+            };
+            names.push(name);
+        }
+        names
+    }
+}
+
+fn file_group_name(path: &str, taken: &[String]) -> String {
+    let stem = std::path::Path::new(path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut base: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if base.is_empty() {
+        base = "file".into();
+    }
+    let mut name = base.clone();
+    let mut n = 1;
+    while taken.contains(&name) || all_builtin_groups().any(|b| b == name) {
+        n += 1;
+        name = format!("{base}-{n}");
+    }
+    name
+}
+
+/// The data groups' names of a trial's sections (the JSON of its configuration).
+pub fn group_names(sections: &Value) -> Vec<String> {
+    sections
+        .get("data")
+        .and_then(|d| serde_json::from_value::<DataSpec>(d.clone()).ok())
+        .unwrap_or_default()
+        .group_names()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use crate::fields::{check_value, did_you_mean, int, Field, Ty};
 use crate::search::{self, TrialPlan};
 use crate::spec::{
-    sweepable_field, sweepable_paths, Experiment, ModelSpec, TrainingSpec, Workload, API_VERSION,
-    BUILTIN_GROUPS, KIND, SECTIONS,
+    corpus_groups, sweepable_field, sweepable_paths, Experiment, ModelSpec, TrainingSpec, Workload,
+    API_VERSION, BUILTIN_CORPUS, CORPORA, KIND, SECTIONS,
 };
 use crate::workloads::CrossFieldError;
 use crate::yaml::{self, display_path, Loc, Locations, Path, Seg};
@@ -812,25 +812,32 @@ fn cross_field_errors(sections: &Value) -> Vec<CrossFieldError> {
             );
         }
     }
-    if let Some(groups) = sections
-        .get("data")
-        .and_then(|d| d.get("groups"))
-        .and_then(Value::as_array)
-    {
+    let data = sections.get("data");
+    let corpus = data
+        .and_then(|d| d.get("corpus"))
+        .and_then(Value::as_str)
+        .unwrap_or(BUILTIN_CORPUS);
+    let builtin = corpus_groups(corpus);
+    if let Some(groups) = data.and_then(|d| d.get("groups")).and_then(Value::as_array) {
         for (i, g) in groups.iter().enumerate() {
             let Some(g) = g.as_str() else { continue };
             let is_file = g.strip_prefix("file:").is_some_and(|p| !p.is_empty());
-            if !is_file && !BUILTIN_GROUPS.contains(&g) {
+            if !is_file && !builtin.contains(&g) {
                 let mut p = key_path(&["spec", "data", "groups"]);
                 p.push(Seg::Index(i));
+                let other = CORPORA
+                    .iter()
+                    .find(|(_, gs)| gs.contains(&g))
+                    .map(|(c, _)| format!(" (a group of {c}: set data.corpus)"))
+                    .unwrap_or_default();
                 push(
                     p,
                     format!(
-                        "unknown group \"{g}\"{}; use one of {} or file:PATH",
-                        did_you_mean(g, BUILTIN_GROUPS.iter().copied()),
-                        BUILTIN_GROUPS.join(", ")
+                        "unknown group \"{g}\" in {corpus}{}{other}; use one of {} or file:PATH",
+                        did_you_mean(g, builtin.iter().copied()),
+                        builtin.join(", ")
                     ),
-                    &["data.groups"],
+                    &["data.groups", "data.corpus"],
                 );
             }
         }

@@ -226,7 +226,8 @@ fn constrain(node: &mut Value, f: &Field) {
             );
         }
         Ty::Group(fields) => constrain_fields(node, fields),
-        Ty::Bool | Ty::Str | Ty::StrList => {}
+        Ty::Opt(inner) => constrain(node, &Field { ty: *inner, ..*f }),
+        Ty::Bool | Ty::Str | Ty::StrList | Ty::Mixture => {}
     }
 }
 
@@ -249,6 +250,17 @@ fn field_schema(f: &Field) -> Value {
         Ty::Str | Ty::OneOf(_) => serde_json::json!({"type": "string"}),
         Ty::StrList => serde_json::json!({"type": "array", "items": {"type": "string"}}),
         Ty::Group(fields) => object_schema(fields.iter()),
+        Ty::Opt(inner) => {
+            let mut n = field_schema(&Field { ty: *inner, ..*f });
+            n["nullable"] = true.into();
+            n
+        }
+        // A mapping of group name → weight ≥ 0 (the sum and the names: the validator's rule).
+        Ty::Mixture => serde_json::json!({
+            "type": "object",
+            "nullable": true,
+            "additionalProperties": {"type": "number", "minimum": 0},
+        }),
     };
     node["description"] = f.doc.into();
     constrain(&mut node, f);

@@ -2,9 +2,10 @@
 // analysis endpoint by the workload's own module (panels/<workload>.js). One line per workload.
 
 import { api } from './common.js';
+import * as aioli from './panels/aioli.js';
 import * as stability from './panels/stability.js';
 
-const PANELS = { stability };
+const PANELS = { aioli, stability };
 
 /** True when the workload has a panel. */
 export function hasPanel(workload) {

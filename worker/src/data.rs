@@ -8,7 +8,12 @@
 //! - `records`: `id=812;name=mara;city=oslo;age=41` — fixed schema, high-entropy values;
 //! - `markov`: sentences from a random first-order Markov chain over invented words.
 //!
+//! The `builtin:mixing` corpus ([`mixing`]) has three groups built for data-mixing studies: `easy`
+//! (saturates early), `hard` (keeps improving) and `shared` (half of `hard`'s structure).
+//!
 //! `file:PATH` groups read a user's text file, split 90/5/5 in order (train, validation, test).
+
+pub mod mixing;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -182,6 +187,7 @@ impl Markov {
 fn generate(group: &str, seed: u64, split: Split, bytes: usize) -> Result<Vec<u8>, DataError> {
     let mut rng = rng_for(seed, group, split);
     let markov = (group == "markov").then(|| Markov::new(seed));
+    let mixing = matches!(group, "easy" | "hard" | "shared").then(|| mixing::Mixing::new(seed));
     let mut out = String::with_capacity(bytes + 64);
     while out.len() < bytes {
         match group {
@@ -195,6 +201,10 @@ fn generate(group: &str, seed: u64, split: Split, bytes: usize) -> Result<Vec<u8
                 .as_ref()
                 .map(|m| m.sentence(&mut rng, &mut out))
                 .unwrap_or(()),
+            "easy" | "hard" | "shared" => mixing
+                .as_ref()
+                .map(|m| m.sentence(group, &mut rng, &mut out))
+                .unwrap_or(()),
             other => return Err(DataError::Unknown(other.to_string())),
         }
     }
@@ -202,42 +212,11 @@ fn generate(group: &str, seed: u64, split: Split, bytes: usize) -> Result<Vec<u8
     Ok(out.into_bytes())
 }
 
-/// A metric-safe, unique name for a `file:` group: the file stem with anything but letters, digits,
-/// `_ - .` turned into `_`, suffixed with `-2`, `-3`, ... if another group has it already.
-fn group_name(path: &str, taken: &[Group]) -> String {
-    let stem = std::path::Path::new(path)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut base: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if base.is_empty() {
-        base = "file".into();
-    }
-    let mut name = base.clone();
-    let mut n = 1;
-    while taken.iter().any(|g| g.name == name)
-        || orrery_core::spec::BUILTIN_GROUPS.contains(&name.as_str())
-    {
-        n += 1;
-        name = format!("{base}-{n}");
-    }
-    name
-}
-
 /// All groups of a data spec, each checked to be long enough for `seq_len`.
 pub fn load_groups(spec: &DataSpec, seq_len: usize) -> Result<Vec<Group>, DataError> {
     let eval_bytes = (spec.group_bytes as usize / 10).max(seq_len + 1);
     let mut groups = Vec::new();
-    for g in spec.group_list() {
+    for (g, name) in spec.group_list().into_iter().zip(spec.group_names()) {
         let group = if let Some(path) = g.strip_prefix("file:") {
             let bytes = std::fs::read(path).map_err(|source| DataError::Read {
                 group: g.clone(),
@@ -246,7 +225,6 @@ pub fn load_groups(spec: &DataSpec, seq_len: usize) -> Result<Vec<Group>, DataEr
             })?;
             let n = bytes.len();
             let (a, b) = (n * 90 / 100, n * 95 / 100);
-            let name = group_name(path, &groups);
             Group {
                 name,
                 train: bytes[..a].to_vec(),
@@ -255,7 +233,7 @@ pub fn load_groups(spec: &DataSpec, seq_len: usize) -> Result<Vec<Group>, DataEr
             }
         } else {
             Group {
-                name: g.clone(),
+                name,
                 train: generate(&g, spec.seed, Split::Train, spec.group_bytes as usize)?,
                 validation: generate(&g, spec.seed, Split::Validation, eval_bytes)?,
                 test: generate(&g, spec.seed, Split::Test, eval_bytes)?,
@@ -330,6 +308,39 @@ fn train_offsets(
         .collect()
 }
 
+/// The windows of a batch whose rows' groups are drawn from the mixture `p` (a stream of its own,
+/// so a mixed batch never repeats a round-robin one).
+fn mixed_offsets(
+    train_lens: &[usize],
+    seed: u64,
+    step: u64,
+    batch_size: usize,
+    seq_len: usize,
+    p: &[f64],
+) -> Vec<(usize, usize)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6d69_7865_6462_6174);
+    rng.set_stream(step);
+    (0..batch_size)
+        .map(|_| {
+            let u: f64 = rng.gen();
+            let mut acc = 0.0;
+            let mut g = p.len() - 1;
+            for (i, w) in p.iter().enumerate() {
+                acc += w;
+                if u < acc {
+                    g = i;
+                    break;
+                }
+            }
+            // A group of weight 0 is never drawn (rounding can leave u above the last sum).
+            while p[g] <= 0.0 && g > 0 {
+                g -= 1;
+            }
+            (g, rng.gen_range(0..train_lens[g] - seq_len))
+        })
+        .collect()
+}
+
 /// The training batch of step `step`, built on the host (see [`TrainData`] for the training
 /// loop's path, which gives the same batches).
 pub fn train_batch(
@@ -393,9 +404,32 @@ impl TrainData {
 
     /// Step `step`'s batch (a function of (seed, step) only, as [`train_batch`]).
     pub fn batch(&self, seed: u64, step: u64, batch_size: usize) -> Batch {
-        let starts: Vec<i64> = train_offsets(&self.lens, seed, step, batch_size, self.seq_len)
-            .into_iter()
-            .map(|(g, o)| (self.starts[g] + o) as i64)
+        self.gather(&train_offsets(
+            &self.lens,
+            seed,
+            step,
+            batch_size,
+            self.seq_len,
+        ))
+    }
+
+    /// Step `step`'s batch with each row's group drawn from the mixture `p` (one weight per
+    /// group, summing to 1), then a window of it: a function of (seed, step, p) only.
+    pub fn mixed_batch(&self, seed: u64, step: u64, batch_size: usize, p: &[f64]) -> Batch {
+        self.gather(&mixed_offsets(
+            &self.lens,
+            seed,
+            step,
+            batch_size,
+            self.seq_len,
+            p,
+        ))
+    }
+
+    fn gather(&self, offsets: &[(usize, usize)]) -> Batch {
+        let starts: Vec<i64> = offsets
+            .iter()
+            .map(|&(g, o)| (self.starts[g] + o) as i64)
             .collect();
         let starts = to_device_async(Tensor::from_slice(&starts), self.device);
         let rows = self
@@ -509,6 +543,27 @@ mod tests {
             assert!(host.inputs.equal(&dev.inputs), "inputs at step {step}");
             assert!(host.targets.equal(&dev.targets), "targets at step {step}");
         }
+    }
+
+    #[test]
+    fn mixed_batches_follow_their_mixture() {
+        let g = load_groups(&spec(vec![]), 16).unwrap();
+        let lens: Vec<usize> = g.iter().map(|x| x.train.len()).collect();
+        let p = [0.0, 0.7, 0.3, 0.0];
+        let rows: Vec<usize> = (0..50)
+            .flat_map(|step| mixed_offsets(&lens, 1, step, 20, 16, &p))
+            .map(|(group, _)| group)
+            .collect();
+        assert!(
+            rows.iter().all(|&r| r == 1 || r == 2),
+            "weight-0 groups are never drawn"
+        );
+        let ones = rows.iter().filter(|&&r| r == 1).count() as f64 / rows.len() as f64;
+        assert!((ones - 0.7).abs() < 0.05, "{ones}");
+        let data = TrainData::new(&g, 16, Device::Cpu);
+        let a = data.mixed_batch(1, 3, 8, &p);
+        assert!(a.inputs.equal(&data.mixed_batch(1, 3, 8, &p).inputs));
+        assert!(!a.inputs.equal(&data.mixed_batch(1, 4, 8, &p).inputs));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Orrery's trial worker: runs one trial of a workload on CPU or GPU and reports its metrics.
 //!
+//! - [`alloc`]: how host memory freed by libtorch is kept for the next step;
 //! - [`data`]: byte-level corpus groups and batches; [`model`]: the GPT decoder; [`precision`]:
 //!   fp32 or bf16 passes, TF32;
 //! - [`train`]: what every workload shares — the LR schedule, AdamW, evaluation, checkpoints and
 //!   resume, the divergence rules, the metric reporter, and the training loop;
 //! - [`workloads`]: one module per workload, and the registry that picks it for a trial.
 
+pub mod alloc;
 pub mod data;
 pub mod model;
 pub mod precision;

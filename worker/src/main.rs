@@ -11,7 +11,7 @@ use orrery_core::client::ApiClient;
 use orrery_core::spec::TrialConfig;
 use orrery_worker::train::reporter::{Reporter, ReporterOptions};
 use orrery_worker::train::{RunEnv, TrainError, TrialResult};
-use orrery_worker::{device_name, exit, parse_device, precision, threads, workloads};
+use orrery_worker::{alloc, device_name, exit, parse_device, precision, threads, workloads};
 
 #[derive(Parser, Debug)]
 #[command(name = "orrery-worker", version, about = "Runs one Orrery trial")]
@@ -123,6 +123,9 @@ fn main() -> ExitCode {
     }
     let (threads, why) = threads::rule(args.threads);
     tch::set_num_threads(threads as i32);
+    if !alloc::keep_freed_memory() {
+        tracing::warn!("could not set the allocator to keep freed memory; steps may page-fault");
+    }
     let client = args
         .api
         .as_deref()

@@ -84,6 +84,7 @@ impl Workload for Toy {
         Evaluation {
             mean,
             per_group: vec![("toy".into(), mean)],
+            extra: Vec::new(),
         }
     }
 

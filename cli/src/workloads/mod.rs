@@ -2,6 +2,7 @@
 //! after the leaderboard, the charts `orrery plot` draws and the reproduction report `orrery
 //! report` writes. One module per workload implements [`CliWorkload`]; [`of`] is the registry.
 
+pub mod aioli;
 pub mod stability;
 
 use std::future::Future;
@@ -40,5 +41,6 @@ pub trait CliWorkload: Sync {
 pub fn of(workload: Workload) -> &'static dyn CliWorkload {
     match workload {
         Workload::Stability => &stability::Stability,
+        Workload::Aioli => &aioli::Aioli,
     }
 }

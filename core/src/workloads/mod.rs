@@ -6,6 +6,7 @@
 //! typed `params` of one workload) and [`Analysis`] (what `GET /experiments/{id}/analysis`
 //! returns). `docs/workloads/README.md` lists the places to touch to add one.
 
+pub mod aioli;
 pub mod stability;
 
 use std::fmt::Debug;
@@ -176,6 +177,7 @@ macro_rules! registry {
 
 registry! {
     "stability" => Stability(stability::Stability, stability::StabilityParams, stability::StabilityAnalysis),
+    "aioli" => Aioli(aioli::Aioli, aioli::AioliParams, aioli::AioliAnalysis),
 }
 
 impl std::fmt::Display for Workload {

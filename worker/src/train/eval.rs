@@ -15,6 +15,8 @@ use crate::model::{loss, Gpt};
 pub struct Evaluation {
     pub mean: f64,
     pub per_group: Vec<(String, f64)>,
+    /// Metrics a workload adds to each evaluation (e.g. `eval/avg_ppl`), logged beside the losses.
+    pub extra: Vec<(String, f64)>,
 }
 
 /// The fixed batches of each group's `split` that every evaluation of a trial uses.
@@ -56,7 +58,11 @@ pub fn evaluate(model: &Gpt, eval: &[(String, Vec<Batch>)]) -> Evaluation {
             .map(|((name, _), v)| (name.clone(), v[0]))
             .collect();
         let mean = per_group.iter().map(|(_, l)| l).sum::<f64>() / per_group.len() as f64;
-        Evaluation { mean, per_group }
+        Evaluation {
+            mean,
+            per_group,
+            extra: Vec::new(),
+        }
     })
 }
 
@@ -64,5 +70,8 @@ pub fn log(rep: &Reporter, step: i64, e: &Evaluation) {
     rep.log(m::EVAL_LOSS, step, e.mean);
     for (g, l) in &e.per_group {
         rep.log(&m::eval_group_loss(g), step, *l);
+    }
+    for (name, v) in &e.extra {
+        rep.log(name, step, *v);
     }
 }

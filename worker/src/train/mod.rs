@@ -115,6 +115,10 @@ pub trait Workload {
     /// Metrics of the step's update (gradients and changes), at every log step.
     fn log_update(&mut self, _update: &Update<'_>, _rep: &Reporter) {}
 
+    /// Called once when the last step has been taken and evaluated (not for a diverged run):
+    /// final measurements such as test-split metrics, at step `step`.
+    fn finish(&mut self, _step: i64, _rep: &Reporter) {}
+
     /// Tensors beyond the optimizer's that a checkpoint must keep (e.g. mixture weights), by name;
     /// a resume copies the saved values back into these same tensors.
     fn state(&self) -> Vec<(String, Tensor)> {
@@ -141,6 +145,59 @@ pub fn read_back(parts: &[&Tensor]) -> Vec<Vec<f64>> {
         }
         out
     })
+}
+
+/// The training loop's own pace, printed when the last step is taken: wall time per step from the
+/// end of the first [`Pace::WARM_UP`] steps of this attempt (allocations, kernel selection) to the
+/// end of the last step's update, log steps, evaluations and checkpoints on the way included, the
+/// final evaluation not. `scripts/bench-worker.sh` reads this line.
+struct Pace {
+    warm_at: u64,
+    since: Option<(std::time::Instant, u64)>,
+    tokens: u64,
+}
+
+impl Pace {
+    const WARM_UP: u64 = 3;
+
+    fn new(start_step: u64) -> Self {
+        Pace {
+            warm_at: start_step + Self::WARM_UP,
+            since: None,
+            tokens: 0,
+        }
+    }
+
+    fn stepped(&mut self, step: u64, tokens: u64, last: bool, device: Device) {
+        if step == self.warm_at {
+            sync(device);
+            self.since = Some((std::time::Instant::now(), step));
+        } else if self.since.is_some() {
+            self.tokens += tokens;
+        }
+        if let (true, Some((t0, s0))) = (last, self.since) {
+            sync(device);
+            let secs = t0.elapsed().as_secs_f64();
+            let steps = step - s0;
+            if steps > 0 {
+                tracing::info!(
+                    steps,
+                    seconds = format!("{secs:.3}"),
+                    ms_per_step = format!("{:.2}", 1000.0 * secs / steps as f64),
+                    tokens_per_s = format!("{:.0}", self.tokens as f64 / secs),
+                    "training pace after the first {} steps",
+                    Self::WARM_UP
+                );
+            }
+        }
+    }
+}
+
+/// Waits for the device's queued work (a no-op on the CPU, where ops run as they are called).
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
 }
 
 fn progress_line(step: u64, steps: u64, loss: f64) {
@@ -201,6 +258,7 @@ fn train(
     let divergence = w.divergence();
 
     let mut non_finite = NonFinite::new(env.device);
+    let mut pace = Pace::new(progress.step);
     while progress.step < t.steps {
         let lr = schedule::lr_at(t, progress.step);
         let (l, mut grads) = w.gradients(progress.step, &opt.tensors())?;
@@ -219,6 +277,7 @@ fn train(
             && !last;
         let before = log_now.then(|| opt.snapshot());
         opt.step(&grads, lr);
+        pace.stepped(progress.step, l.tokens, last, env.device);
 
         if log_now {
             // Everything this log step reports, in one transfer: the loss, the norm, the
@@ -283,5 +342,6 @@ fn train(
             }
         }
     }
+    w.finish(progress.step as i64, rep);
     Ok(TrialResult::Succeeded)
 }

@@ -54,10 +54,8 @@ impl Stability {
         let t = &cfg.training;
         let seq_len = cfg.model.seq_len as usize;
         let batch_size = t.batch_size as usize;
-        let groups = data::load_groups(&cfg.data, seq_len)?;
-        tch::manual_seed(t.seed as i64);
-        let vs = nn::VarStore::new(device);
-        let model = Gpt::new(&vs.root(), model_config(cfg, params, device));
+        let super::FromScratch { groups, vs, model } =
+            super::from_scratch(cfg, model_config(cfg, params, device), device)?;
         let eval = eval::batches(
             &groups,
             Split::Validation,

@@ -1,0 +1,184 @@
+//! The aioli analysis: average test perplexity per configuration (the method, and whatever else
+//! was swept besides the seed), mean ± standard deviation over seeds, and the difference from
+//! stratified sampling — the paper's headline comparison (arXiv 2411.05735, Table 1).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::TEST_AVG_PPL;
+use crate::dto::Leaderboard;
+
+/// One configuration's result over its seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MethodSummary {
+    /// The swept values but the seed, e.g. `params.method="aioli"`; `base` when nothing else was
+    /// swept.
+    pub config: String,
+    /// `params.method` when it was swept.
+    pub method: Option<String>,
+    /// Mean over seeds of `test/avg_ppl`.
+    pub avg_test_ppl: f64,
+    /// Sample standard deviation over seeds; `None` with one seed.
+    pub std: Option<f64>,
+    /// Seeds (finished trials) that reported `test/avg_ppl`.
+    pub seeds: usize,
+    /// `avg_test_ppl` minus stratified's (negative: better), when a stratified configuration
+    /// ran.
+    pub delta_vs_stratified: Option<f64>,
+    /// The same, as a percentage of stratified's.
+    pub delta_pct_vs_stratified: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AioliAnalysis {
+    /// One entry per configuration with a result, best (lowest perplexity) first.
+    pub methods: Vec<MethodSummary>,
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+/// Sample standard deviation (n − 1); `None` below two values.
+pub fn sample_std(xs: &[f64]) -> Option<f64> {
+    (xs.len() >= 2).then(|| {
+        let m = mean(xs);
+        (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
+    })
+}
+
+/// The label of a row's configuration: its swept values but the seed.
+fn config_of(params: &BTreeMap<String, Value>) -> String {
+    let parts: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k.as_str() != "training.seed")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if parts.is_empty() {
+        "base".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+pub fn analyse(board: &Leaderboard) -> AioliAnalysis {
+    let mut by_config: BTreeMap<String, (Option<String>, Vec<f64>)> = BTreeMap::new();
+    for r in board.rows.iter().filter(|r| r.phase.is_result()) {
+        let Some(ppl) = r
+            .summaries
+            .get(TEST_AVG_PPL)
+            .and_then(|s| s.last)
+            .filter(|x| x.is_finite())
+        else {
+            continue;
+        };
+        let method = r
+            .params
+            .get("params.method")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let e = by_config
+            .entry(config_of(&r.params))
+            .or_insert((method, Vec::new()));
+        e.1.push(ppl);
+    }
+    // The stratified reference: the one configuration whose only swept value is the method.
+    let stratified = by_config
+        .iter()
+        .find(|(c, (m, _))| m.as_deref() == Some("stratified") && !c.contains(", "))
+        .map(|(_, (_, v))| mean(v));
+    let mut methods: Vec<MethodSummary> = by_config
+        .into_iter()
+        .map(|(config, (method, v))| {
+            let avg = mean(&v);
+            MethodSummary {
+                config,
+                method,
+                avg_test_ppl: avg,
+                std: sample_std(&v),
+                seeds: v.len(),
+                delta_vs_stratified: stratified.map(|s| avg - s),
+                delta_pct_vs_stratified: stratified.map(|s| 100.0 * (avg - s) / s),
+            }
+        })
+        .collect();
+    methods.sort_by(|a, b| a.avg_test_ppl.total_cmp(&b.avg_test_ppl));
+    AioliAnalysis { methods }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dto::{LeaderboardRow, Summary};
+    use crate::schedule::TrialPhase;
+
+    fn row(method: &str, seed: u64, ppl: Option<f64>, phase: TrialPhase) -> LeaderboardRow {
+        let mut summaries = BTreeMap::new();
+        if let Some(p) = ppl {
+            summaries.insert(
+                TEST_AVG_PPL.to_string(),
+                Summary {
+                    count: 1,
+                    first_step: 100,
+                    first: Some(p),
+                    last_step: 100,
+                    last: Some(p),
+                    min: Some(p),
+                    max: Some(p),
+                },
+            );
+        }
+        LeaderboardRow {
+            rank: None,
+            trial_id: 0,
+            index: 0,
+            phase,
+            params: BTreeMap::from([
+                ("params.method".to_string(), Value::from(method)),
+                ("training.seed".to_string(), Value::from(seed)),
+            ]),
+            objective: None,
+            summaries,
+        }
+    }
+
+    #[test]
+    fn mean_std_and_delta_by_hand() {
+        let rows = vec![
+            row("stratified", 0, Some(10.0), TrialPhase::Succeeded),
+            row("stratified", 1, Some(12.0), TrialPhase::Succeeded),
+            row("aioli", 0, Some(9.0), TrialPhase::Succeeded),
+            row("aioli", 1, Some(10.0), TrialPhase::Succeeded),
+            row("aioli", 2, None, TrialPhase::Failed),
+        ];
+        let board = Leaderboard {
+            experiment: crate::dto::ExperimentDto {
+                id: 1,
+                name: "mix".into(),
+                workload: "aioli".into(),
+                phase: crate::schedule::ExperimentPhase::Succeeded,
+                objective_metric: super::super::EVAL_AVG_PPL.into(),
+                goal: crate::spec::Goal::Minimize,
+                counts: crate::schedule::Counts::default(),
+                message: None,
+                created_at: String::new(),
+                finished_at: None,
+            },
+            total: rows.len(),
+            rows,
+        };
+        let a = analyse(&board);
+        assert_eq!(a.methods.len(), 2);
+        let best = &a.methods[0];
+        assert_eq!(best.method.as_deref(), Some("aioli"));
+        assert_eq!((best.avg_test_ppl, best.seeds), (9.5, 2));
+        assert!((best.std.unwrap() - 0.5f64.sqrt()).abs() < 1e-12);
+        assert_eq!(best.delta_vs_stratified, Some(-1.5));
+        assert!((best.delta_pct_vs_stratified.unwrap() + 100.0 * 1.5 / 11.0).abs() < 1e-12);
+        assert_eq!(a.methods[1].delta_vs_stratified, Some(0.0));
+    }
+}

@@ -1,0 +1,29 @@
+// The aioli panel (docs/workloads/aioli.md): average test perplexity over groups per
+// configuration (the method, and anything else swept), mean ± std over seeds, and the difference
+// from stratified sampling — the paper's headline comparison.
+
+import { el, fmt } from '../common.js';
+
+/** One row per configuration, best first (the analysis sorts them). */
+export function render(target, analysis) {
+  const rows = analysis.methods;
+  if (!rows.length) {
+    target.replaceChildren(el('p', { class: 'empty' },
+      'No result to compare yet: the panel needs finished trials that reported test/avg_ppl.'));
+    return;
+  }
+  const delta = (r) => (r.deltaVsStratified == null
+    ? '—'
+    : `${r.deltaVsStratified >= 0 ? '+' : ''}${fmt(r.deltaVsStratified)} (${r.deltaPctVsStratified >= 0 ? '+' : ''}${r.deltaPctVsStratified.toFixed(2)} %)`);
+  const table = el('table', { class: 'grid', id: 'methods-table' },
+    el('caption', {}, 'Average test perplexity over groups, mean over seeds (lower is better)'),
+    el('thead', {}, el('tr', {}, ['configuration', 'avg test ppl', '± std', 'seeds', 'Δ vs stratified']
+      .map((h) => el('th', { scope: 'col' }, h)))),
+    el('tbody', {}, rows.map((r) => el('tr', {},
+      el('td', {}, r.config),
+      el('td', { class: 'num' }, fmt(r.avgTestPpl)),
+      el('td', { class: 'num' }, r.std == null ? 'one seed' : fmt(r.std)),
+      el('td', { class: 'num' }, String(r.seeds)),
+      el('td', { class: 'num' }, delta(r))))));
+  target.replaceChildren(table);
+}
