@@ -15,6 +15,7 @@
 
 pub mod mixing;
 
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
@@ -308,8 +309,12 @@ fn train_offsets(
         .collect()
 }
 
-/// The windows of a batch whose rows' groups are drawn from the mixture `p` (a stream of its own,
-/// so a mixed batch never repeats a round-robin one).
+/// The windows of a batch whose rows follow the mixture `p`: group g gets ⌊p_g·B⌋ rows, and the
+/// rows left over go to groups chosen with probability equal to their remainders (systematic
+/// sampling: each gets ⌊p_g·B⌋ or ⌈p_g·B⌉ rows, p_g·B on average), so a batch's composition is
+/// the mixture itself, as the reference's per-group counts are, not a multinomial draw around
+/// it. Rows are then shuffled and each takes a random window of its group. A stream of its own,
+/// so a mixed batch never repeats a round-robin one; a group of weight 0 never gets a row.
 fn mixed_offsets(
     train_lens: &[usize],
     seed: u64,
@@ -320,24 +325,36 @@ fn mixed_offsets(
 ) -> Vec<(usize, usize)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6d69_7865_6462_6174);
     rng.set_stream(step);
-    (0..batch_size)
-        .map(|_| {
-            let u: f64 = rng.gen();
-            let mut acc = 0.0;
-            let mut g = p.len() - 1;
-            for (i, w) in p.iter().enumerate() {
-                acc += w;
-                if u < acc {
-                    g = i;
-                    break;
-                }
+    let exact: Vec<f64> = p.iter().map(|w| w * batch_size as f64).collect();
+    let mut counts: Vec<usize> = exact.iter().map(|x| x.floor() as usize).collect();
+    let rest = batch_size.saturating_sub(counts.iter().sum());
+    if rest > 0 {
+        let rems: Vec<f64> = exact
+            .iter()
+            .zip(&counts)
+            .map(|(x, c)| x - *c as f64)
+            .collect();
+        let last = rems.iter().rposition(|r| *r > 0.0).unwrap_or(0);
+        let u: f64 = rng.gen();
+        let mut g = 0;
+        let mut upto = rems[0];
+        for k in 0..rest {
+            let point = u + k as f64;
+            while point >= upto && g < last {
+                g += 1;
+                upto += rems[g];
             }
-            // A group of weight 0 is never drawn (rounding can leave u above the last sum).
-            while p[g] <= 0.0 && g > 0 {
-                g -= 1;
-            }
-            (g, rng.gen_range(0..train_lens[g] - seq_len))
-        })
+            counts[g] += 1;
+        }
+    }
+    let mut rows: Vec<usize> = counts
+        .iter()
+        .enumerate()
+        .flat_map(|(g, &c)| std::iter::repeat_n(g, c))
+        .collect();
+    rows.shuffle(&mut rng);
+    rows.into_iter()
+        .map(|g| (g, rng.gen_range(0..train_lens[g] - seq_len)))
         .collect()
 }
 
@@ -549,18 +566,24 @@ mod tests {
     fn mixed_batches_follow_their_mixture() {
         let g = load_groups(&spec(vec![]), 16).unwrap();
         let lens: Vec<usize> = g.iter().map(|x| x.train.len()).collect();
-        let p = [0.0, 0.7, 0.3, 0.0];
-        let rows: Vec<usize> = (0..50)
-            .flat_map(|step| mixed_offsets(&lens, 1, step, 20, 16, &p))
-            .map(|(group, _)| group)
-            .collect();
-        assert!(
-            rows.iter().all(|&r| r == 1 || r == 2),
-            "weight-0 groups are never drawn"
-        );
-        let ones = rows.iter().filter(|&&r| r == 1).count() as f64 / rows.len() as f64;
-        assert!((ones - 0.7).abs() < 0.05, "{ones}");
+        let count =
+            |rows: &[(usize, usize)], group: usize| rows.iter().filter(|r| r.0 == group).count();
+        // p·B whole: exactly those counts in every batch, weight-0 groups never drawn.
+        for step in 0..20 {
+            let rows = mixed_offsets(&lens, 1, step, 20, 16, &[0.0, 0.7, 0.3, 0.0]);
+            assert_eq!((count(&rows, 1), count(&rows, 2), rows.len()), (14, 6, 20));
+        }
+        // p·B = 3, 1.5, 1.5, 0: the left-over row goes to group 1 or 2, each half the time.
+        let mut ones = 0;
+        for step in 0..400 {
+            let rows = mixed_offsets(&lens, 1, step, 6, 16, &[0.5, 0.25, 0.25, 0.0]);
+            let c: Vec<usize> = (0..4).map(|k| count(&rows, k)).collect();
+            assert!(c == [3, 2, 1, 0] || c == [3, 1, 2, 0], "{c:?}");
+            ones += usize::from(c[1] == 2);
+        }
+        assert!((160..240).contains(&ones), "{ones} of 400");
         let data = TrainData::new(&g, 16, Device::Cpu);
+        let p = [0.0, 0.7, 0.3, 0.0];
         let a = data.mixed_batch(1, 3, 8, &p);
         assert!(a.inputs.equal(&data.mixed_batch(1, 3, 8, &p).inputs));
         assert!(!a.inputs.equal(&data.mixed_batch(1, 4, 8, &p).inputs));

@@ -115,6 +115,11 @@ pub trait Workload {
     /// Metrics of the step's update (gradients and changes), at every log step.
     fn log_update(&mut self, _update: &Update<'_>, _rep: &Reporter) {}
 
+    /// Called after every step's update (before its logging, evaluation and checkpoint), with the
+    /// 1-based step just taken: for metrics a workload measured inside the step (they are then
+    /// in the reporter before any checkpoint of that step).
+    fn after_step(&mut self, _step: i64, _rep: &Reporter) {}
+
     /// Called once when the last step has been taken and evaluated (not for a diverged run):
     /// final measurements such as test-split metrics, at step `step`.
     fn finish(&mut self, _step: i64, _rep: &Reporter) {}
@@ -278,6 +283,7 @@ fn train(
         let before = log_now.then(|| opt.snapshot());
         opt.step(&grads, lr);
         pace.stepped(progress.step, l.tokens, last, env.device);
+        w.after_step(done, rep);
 
         if log_now {
             // Everything this log step reports, in one transfer: the loss, the norm, the

@@ -80,7 +80,7 @@ crate::declare_fields! {
         normalize_a: bool = true, Ty::Bool,
             "shift A to be ≥ 0 (if any entry is negative) and scale it to sum to 1 before the update";
         diagonal: bool = false, Ty::Bool,
-            "keep only A's diagonal (Aᵢᵢ = Âᵢᵢ / one_hot_factor) instead of de-mixing the full matrix";
+            "keep only A's diagonal (Aᵢᵢ = Âᵢᵢ / one_hot_factor) instead of de-mixing the full matrix (with one_hot_factor 1, A is Â either way)";
     }
 }
 
@@ -226,6 +226,33 @@ impl WorkloadKind for Aioli {
                         "params.aioli.update_steps",
                         "data.groups",
                     ],
+                });
+            } else if p.prior_steps < steps && p.prior_steps + lp >= steps {
+                out.push(CrossFieldError {
+                    path: at("aioli"),
+                    message: format!(
+                        "the run ends before Aioli's first update: prior_steps + one round's LearnParams = {} steps, training.steps = {steps}",
+                        p.prior_steps + lp
+                    ),
+                    involved: &[
+                        "params.aioli.lp_rounds",
+                        "params.aioli.lp_steps",
+                        "params.prior_steps",
+                        "training.steps",
+                        "data.groups",
+                    ],
+                });
+            }
+            let f = p.aioli.one_hot_factor;
+            let m = groups.len();
+            if m >= 2 && f <= 1.0 / m as f64 + 1e-9 {
+                out.push(CrossFieldError {
+                    path: at("aioli"),
+                    message: format!(
+                        "one_hot_factor ({f}) must be above 1/groups ({:.4}): at or below it a segment does not favour the group it probes",
+                        1.0 / m as f64
+                    ),
+                    involved: &["params.aioli.one_hot_factor", "data.groups", "data.corpus"],
                 });
             }
         }

@@ -50,7 +50,7 @@ pub struct Aioli {
     l_prev: Tensor,
     a_bar: Tensor,
     a_bar_set: Tensor,
-    /// Metrics measured inside a step, waiting for the next chance to log.
+    /// Metrics measured inside a step, logged when the step is done (`after_step`).
     pending: Vec<(String, i64, f64)>,
 }
 
@@ -302,6 +302,10 @@ impl Workload for Aioli {
         if step == 0 {
             self.queue_mixture(0);
         }
+        self.flush(rep);
+    }
+
+    fn after_step(&mut self, _step: i64, rep: &Reporter) {
         self.flush(rep);
     }
 

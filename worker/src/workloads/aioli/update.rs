@@ -65,14 +65,18 @@ pub fn normalize(a: &mut [f64]) {
 
 /// The exponentiated-gradient step p_j ← p_j · exp(η Σᵢ Aᵢⱼ), renormalised to a mixture (the
 /// reference keeps the weights unnormalised and normalises when it samples: the same mixture).
+/// Computed in log space, shifted by the largest exponent, so no η overflows `exp`; a group of
+/// weight 0 keeps weight 0.
 pub fn eg_update(p: &[f64], a: &[f64], eta: f64) -> Vec<f64> {
     let m = p.len();
-    let w: Vec<f64> = (0..m)
+    let logs: Vec<f64> = (0..m)
         .map(|j| {
             let col: f64 = (0..m).map(|i| a[i * m + j]).sum();
-            p[j] * (eta * col).exp()
+            p[j].ln() + eta * col
         })
         .collect();
+    let top = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = logs.iter().map(|l| (l - top).exp()).collect();
     let total: f64 = w.iter().sum();
     w.into_iter().map(|x| x / total).collect()
 }
@@ -160,6 +164,14 @@ mod tests {
         let p2 = eg_update(&p, &[0.1, 0.3, 0.2, 0.4], 1.0);
         let q0 = 1.0 / (1.0 + 0.8f64.exp());
         assert!(close(&p2, &[q0, 1.0 - q0]));
+        // A huge step saturates instead of overflowing: all weight on the larger column.
+        let big = eg_update(&[0.5, 0.5], &[0.1, 0.3, 0.2, 0.4], 1e6);
+        assert!(close(&big, &[0.0, 1.0]));
+        // Weight 0 stays 0.
+        assert!(close(
+            &eg_update(&[0.0, 1.0], &[1.0, 0.0, 0.0, 0.0], 1.0),
+            &[0.0, 1.0]
+        ));
     }
 
     #[test]
