@@ -158,7 +158,8 @@ pub fn read_back(parts: &[&Tensor]) -> Vec<Vec<f64>> {
 /// final evaluation not. `scripts/bench-worker.sh` reads this line.
 struct Pace {
     warm_at: u64,
-    since: Option<(std::time::Instant, u64)>,
+    /// When step `warm_at` ended.
+    since: Option<std::time::Instant>,
     tokens: u64,
 }
 
@@ -176,14 +177,14 @@ impl Pace {
     fn stepped(&mut self, step: u64, tokens: u64, last: bool, device: Device) {
         if step == self.warm_at {
             sync(device);
-            self.since = Some((std::time::Instant::now(), step));
+            self.since = Some(std::time::Instant::now());
         } else if self.since.is_some() {
             self.tokens += tokens;
         }
-        if let (true, Some((t0, s0))) = (last, self.since) {
+        if let (true, Some(t0)) = (last, self.since) {
             sync(device);
             let secs = t0.elapsed().as_secs_f64();
-            let steps = step - s0;
+            let steps = step - self.warm_at;
             if steps > 0 {
                 tracing::info!(
                     steps,

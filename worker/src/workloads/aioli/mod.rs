@@ -44,12 +44,11 @@ pub struct Aioli {
     seq_len: usize,
     /// Checkpointed state (host f64 tensors, updated in place so a resume can restore them): the
     /// learned mixture; this round's Â sum so far; the validation losses after the last segment;
-    /// the EMA's Ā and whether it is set.
+    /// the EMA's Ā (set from round 0 on).
     p: Tensor,
     a_sum: Tensor,
     l_prev: Tensor,
     a_bar: Tensor,
-    a_bar_set: Tensor,
     /// Metrics measured inside a step, logged when the step is done (`after_step`).
     pending: Vec<(String, i64, f64)>,
 }
@@ -122,7 +121,6 @@ impl Aioli {
             a_sum: host(&vec![0.0; m * m]),
             l_prev: host(&vec![0.0; m]),
             a_bar: host(&vec![0.0; m * m]),
-            a_bar_set: host(&[0.0]),
             pending: Vec::new(),
         })
     }
@@ -137,7 +135,7 @@ impl Aioli {
     }
 
     /// Adds the drop of every group's loss since the last measurement to column `col` of Â's sum.
-    fn record_segment(&mut self, col: usize) -> Vec<f64> {
+    fn record_segment(&mut self, col: usize) {
         let m = self.groups.len();
         let now = self.losses();
         let prev = read(&self.l_prev);
@@ -147,7 +145,6 @@ impl Aioli {
         }
         write(&self.a_sum, &sum);
         write(&self.l_prev, &now);
-        now
     }
 
     /// The end of a round's LearnParams at step `step`: Â, A and the new mixture.
@@ -162,14 +159,13 @@ impl Aioli {
         } else if s.diagonal {
             update::diagonal(&a_hat, m, f)
         } else {
-            update::demix(&a_hat, m, f).unwrap_or_else(|| {
-                tracing::warn!("one_hot_factor = 1/groups makes every segment the same mixture; A is left mixed");
-                a_hat.clone()
-            })
+            update::demix(&a_hat, m, f)
+                .expect("the validator refuses one_hot_factor <= 1/groups, where W is singular")
         };
         if s.normalize_a {
             update::normalize(&mut am);
         }
+        // Round 0's update starts from uniform (and the EMA from A itself).
         let first = self.schedule.round_of(step) == 0;
         let p = match s.ema {
             None => {
@@ -182,10 +178,9 @@ impl Aioli {
                 update::eg_update(&from, &am, s.eta)
             }
             Some(ema) => {
-                let prev = (read(&self.a_bar_set)[0] > 0.0).then(|| read(&self.a_bar));
+                let prev = (!first).then(|| read(&self.a_bar));
                 let (p, bar) = update::ema_update(&am, prev.as_deref(), ema, s.eta);
                 write(&self.a_bar, &bar);
-                write(&self.a_bar_set, &[1.0]);
                 p
             }
         };
@@ -199,7 +194,7 @@ impl Aioli {
             }
         }
         self.queue_mixture(at);
-        let fraction = self.schedule.lp_steps_before(step) as f64 / step as f64;
+        let fraction = self.schedule.lp_fraction(step);
         self.pending
             .push((a::LP_STEP_FRACTION.into(), at, fraction));
         tracing::info!(step, mixture = ?p, "aioli: mixture updated");
@@ -316,7 +311,7 @@ impl Workload for Aioli {
         }
         rep.log(a::TEST_AVG_PPL, step, mean_ppl(&e.per_group));
         if self.params.method == Method::Aioli {
-            let fraction = self.schedule.lp_steps_before(step as u64) as f64 / step as f64;
+            let fraction = self.schedule.lp_fraction(step as u64);
             self.pending
                 .push((a::LP_STEP_FRACTION.into(), step, fraction));
         }
@@ -329,7 +324,6 @@ impl Workload for Aioli {
             ("aioli.a_sum", &self.a_sum),
             ("aioli.l_prev", &self.l_prev),
             ("aioli.a_bar", &self.a_bar),
-            ("aioli.a_bar_set", &self.a_bar_set),
         ]
         .into_iter()
         .map(|(n, t)| (n.to_string(), t.shallow_clone()))

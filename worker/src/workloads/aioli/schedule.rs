@@ -99,6 +99,11 @@ impl Schedule {
         let k = step.saturating_sub(self.prior_steps);
         (k / self.update_steps) * self.lp_len() + (k % self.update_steps).min(self.lp_len())
     }
+
+    /// The fraction of the steps before `step` (> 0) that were LearnParams steps.
+    pub fn lp_fraction(&self, step: u64) -> f64 {
+        self.lp_steps_before(step) as f64 / step as f64
+    }
 }
 
 #[cfg(test)]
