@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The web pages in a real browser: playwright-core (npm, web/package.json) driving Debian's chromium.
-# Fills a database by a real run of web/tests/sweep.yaml, serves it with `orrery serve`, starts
+# Fills a database by real runs of web/tests/sweep.yaml and mixing.yaml, serves it with `orrery serve`, starts
 # web/tests/live.yaml for the live-update test, then runs web/tests/pages.test.mjs.
 # Screenshots go to $ORRERY_ARTIFACTS (default target/browser-artifacts); with
 # UPDATE_SCREENSHOTS=1 the README's ones in docs/screenshots/ are replaced by them.
@@ -37,6 +37,10 @@ await_line() {
 echo "==> browser tests: filling a database with a real run of web/tests/sweep.yaml"
 if ! "$BIN" --db "$T/sweep.db" run web/tests/sweep.yaml --workdir "$T/runs" >"$T/sweep.log" 2>&1; then
   cat "$T/sweep.log" >&2; exit 1
+fi
+echo "==> browser tests: adding a real run of web/tests/mixing.yaml (the aioli panel)"
+if ! "$BIN" --db "$T/sweep.db" run web/tests/mixing.yaml --workdir "$T/runs" >"$T/mixing.log" 2>&1; then
+  cat "$T/mixing.log" >&2; exit 1
 fi
 "$BIN" --db "$T/sweep.db" serve --addr 127.0.0.1:0 --workdir "$T/runs" 2>"$T/serve.log" & pids+=($!)
 export ORRERY_BASE

@@ -137,7 +137,7 @@ impl Ty {
             Ty::Str | Ty::StrList | Ty::Group(_) => String::new(),
             Ty::OneOf(options) => options.join(" | "),
             Ty::Opt(inner) => match inner.range() {
-                r if r.is_empty() => "or null".into(),
+                r if r.is_empty() => format!("a {}, or null", inner.name()),
                 r => format!("{r}, or null"),
             },
             Ty::Mixture => "{group: weight ≥ 0}, summing to 1, or null".into(),

@@ -17,6 +17,7 @@ pub mod dto;
 pub mod fields;
 pub mod leaderboard;
 pub mod metrics;
+pub mod mixture_space;
 pub mod schedule;
 pub mod schema;
 pub mod search;

@@ -13,8 +13,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::fields::Ty;
+use crate::mixture_space;
 use crate::spec::{
-    sweepable_field, DataSpec, ModelSpec, Objective, Params, TrainingSpec, TrialConfig, Workload,
+    group_names, sweepable_field, DataSpec, ModelSpec, Objective, Params, TrainingSpec,
+    TrialConfig, Workload,
 };
 use crate::yaml::{Path, Seg};
 
@@ -145,10 +147,17 @@ fn grid_points(form: &str, lo: f64, hi: f64, n: usize) -> Vec<f64> {
         .collect()
 }
 
-/// The discrete values of a dimension (values, range, log_range), or `None` for a continuous one.
-fn discrete_values(ty: Ty, dim: &Value) -> Option<Vec<Value>> {
+/// The discrete values of a dimension (values, range, log_range, simplex over `groups`), or `None`
+/// for a continuous one.
+fn discrete_values(ty: Ty, dim: &Value, groups: &[String]) -> Option<Vec<Value>> {
     if let Some(vs) = dim.get("values").and_then(Value::as_array) {
         return Some(vs.clone());
+    }
+    if let Some(step) = dim.get("simplex").and_then(|s| s.get("step")?.as_f64()) {
+        return Some(mixture_space::simplex_points(
+            groups,
+            mixture_space::simplex_divisions(step)?,
+        ));
     }
     for form in ["range", "log_range"] {
         if let Some(b) = dim.get(form).and_then(Value::as_array) {
@@ -170,9 +179,12 @@ fn discrete_values(ty: Ty, dim: &Value) -> Option<Vec<Value>> {
     None
 }
 
-fn sample(ty: Ty, dim: &Value, rng: &mut ChaCha8Rng) -> Value {
-    if let Some(vs) = discrete_values(ty, dim) {
+fn sample(ty: Ty, dim: &Value, groups: &[String], rng: &mut ChaCha8Rng) -> Value {
+    if let Some(vs) = discrete_values(ty, dim, groups) {
         return vs[rng.gen_range(0..vs.len())].clone();
+    }
+    if let Some(alpha) = dim.get("dirichlet").and_then(|d| d.get("alpha")?.as_f64()) {
+        return mixture_space::dirichlet(groups, alpha, rng);
     }
     let bounds = |form: &str| -> Option<(f64, f64)> {
         let b = dim.get(form)?.as_array()?;
@@ -213,6 +225,10 @@ pub fn expand(raw: &Value) -> Result<Vec<TrialPlan>, Vec<(Path, String)>> {
             .unwrap_or(Ty::Str)
     };
 
+    // A mixture dimension spans the data groups the spec names (a sweep that also changes the
+    // groups is caught by the per-trial rules: the mixture then names groups the trial lacks).
+    let groups = group_names(&trial_sections(raw));
+
     // Each point: (assignments, list index).
     let mut points: Vec<(BTreeMap<String, Value>, Option<usize>)> = Vec::new();
     let count_too_big = |n: u128| n * seeds as u128 > MAX_TRIALS as u128;
@@ -246,7 +262,7 @@ pub fn expand(raw: &Value) -> Result<Vec<TrialPlan>, Vec<(Path, String)>> {
             for _ in 0..samples {
                 let a = space
                     .iter()
-                    .map(|(k, dim)| (k.clone(), sample(ty_of(k), dim, &mut rng)))
+                    .map(|(k, dim)| (k.clone(), sample(ty_of(k), dim, &groups, &mut rng)))
                     .collect();
                 points.push((a, None));
             }
@@ -257,7 +273,7 @@ pub fn expand(raw: &Value) -> Result<Vec<TrialPlan>, Vec<(Path, String)>> {
                 .map(|(k, dim)| {
                     (
                         k.clone(),
-                        discrete_values(ty_of(k), dim).unwrap_or_default(),
+                        discrete_values(ty_of(k), dim, &groups).unwrap_or_default(),
                     )
                 })
                 .collect();
@@ -378,6 +394,48 @@ mod tests {
             sections,
             json!({"params": {"method": "x", "aioli": {"eta": 0.5, "k": 2}, "doremi": {"step": 1}}})
         );
+    }
+
+    const MIXING: &str = "apiVersion: orrery.dev/v1alpha1\nkind: Experiment\nmetadata: {name: t}\nspec:\n  workload: aioli\n  data: {corpus: \"builtin:mixing\"}\n  params: {method: static}\n";
+
+    #[test]
+    fn a_simplex_grid_spans_every_mixture_of_the_data_groups() {
+        let text = format!(
+            "{MIXING}  search:\n    space:\n      params.proportions: {{simplex: {{step: 0.5}}}}\n      training.lr: {{values: [0.01, 0.02]}}\n"
+        );
+        let s = trials(&text);
+        assert_eq!(s.len(), 12, "6 mixtures × 2 learning rates");
+        let mix = |i: usize| s[i].sections["params"]["proportions"].clone();
+        assert_eq!(mix(0), json!({"easy": 0.0, "hard": 0.0, "shared": 1.0}));
+        assert_eq!(mix(1), mix(0), "the last path (training.lr) varies fastest");
+        assert_eq!(mix(2), json!({"easy": 0.0, "hard": 0.5, "shared": 0.5}));
+        assert_eq!(mix(11), json!({"easy": 1.0, "hard": 0.0, "shared": 0.0}));
+        let cfg = s[2].config().unwrap();
+        let p = cfg.params.of::<crate::workloads::aioli::Aioli>().unwrap();
+        assert_eq!(p.proportions.as_ref().unwrap()["hard"], 0.5);
+    }
+
+    #[test]
+    fn dirichlet_draws_are_seeded_mixtures() {
+        let text = format!(
+            "{MIXING}  search:\n    kind: random\n    samples: 6\n    seed: 2\n    space:\n      params.proportions: {{dirichlet: {{alpha: 1.0}}}}\n"
+        );
+        let (a, b) = (trials(&text), trials(&text));
+        assert_eq!(a, b);
+        let mixes: Vec<&Value> = a
+            .iter()
+            .map(|t| &t.sections["params"]["proportions"])
+            .collect();
+        assert!(mixes.windows(2).all(|w| w[0] != w[1]), "{mixes:?}");
+        for m in mixes {
+            let w: Vec<f64> = ["easy", "hard", "shared"]
+                .iter()
+                .map(|g| m[*g].as_f64().unwrap())
+                .collect();
+            assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{m}");
+        }
+        let other = trials(&text.replace("seed: 2", "seed: 3"));
+        assert_ne!(a, other);
     }
 
     #[test]

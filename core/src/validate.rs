@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::fields::{check_value, did_you_mean, int, Field, Ty};
+use crate::fields::{check_value, did_you_mean, int, Field, Ty, NUM};
 use crate::search::{self, TrialPlan};
 use crate::spec::{
     corpus_groups, sweepable_field, sweepable_paths, Experiment, ModelSpec, TrainingSpec, Workload,
@@ -383,7 +383,8 @@ fn check_document(c: &mut Checker, raw: &Value) {
         check_kubernetes(c, &child(&path, "kubernetes"), v);
     }
     if let Some(v) = spec.get("search") {
-        check_search(c, &child(&path, "search"), v, workload);
+        let groups = crate::spec::group_names(&search::trial_sections(raw)).len();
+        check_search(c, &child(&path, "search"), v, workload, groups);
     }
 }
 
@@ -523,7 +524,14 @@ fn sweep_target(workload: Option<Workload>, k: &str) -> Result<Option<&'static F
     }
 }
 
-fn check_search(c: &mut Checker, path: &[Seg], v: &Value, workload: Option<Workload>) {
+/// `groups`: how many data groups the spec names (what a mixture dimension spans).
+fn check_search(
+    c: &mut Checker,
+    path: &[Seg],
+    v: &Value,
+    workload: Option<Workload>,
+    groups: usize,
+) {
     let Some(search) = c.mapping(
         path,
         v,
@@ -620,6 +628,9 @@ fn check_search(c: &mut Checker, path: &[Seg], v: &Value, workload: Option<Workl
             let dp = child(&sp, k);
             match sweep_target(workload, k) {
                 Err(msg) => c.at_key(&dp, msg),
+                Ok(Some(f)) if matches!(f.ty, Ty::Mixture) => {
+                    check_mixture_dimension(c, &dp, dim, kind, groups)
+                }
                 Ok(Some(f)) => check_dimension(c, &dp, dim, *f, kind),
                 Ok(None) => {}
             }
@@ -636,6 +647,91 @@ fn unknown_sweep_path(w: Workload, k: &str) -> String {
     )
 }
 
+/// A dimension over a mixture field: `values` (a list of mixtures), `simplex: {step}` (grid or
+/// random: the grid's points) or `dirichlet: {alpha}` (random only).
+fn check_mixture_dimension(c: &mut Checker, path: &[Seg], dim: &Value, kind: &str, groups: usize) {
+    let forms = ["values", "simplex", "dirichlet"];
+    let Some(m) = c.mapping(path, dim, &forms) else {
+        return;
+    };
+    let given: Vec<&str> = forms.into_iter().filter(|k| m.contains_key(*k)).collect();
+    if given.len() != 1 {
+        c.at_value(
+            path,
+            "a mixture dimension needs exactly one of values, simplex or dirichlet",
+        );
+        return;
+    }
+    if given[0] == "dirichlet" && kind != "random" {
+        c.at_key(
+            &child(path, "dirichlet"),
+            format!("dirichlet draws at random: use it with search.kind: random (this search is {kind}); a grid takes simplex"),
+        );
+        return;
+    }
+    let fp = child(path, given[0]);
+    match given[0] {
+        "values" => match m.get("values") {
+            Some(Value::Array(vs)) if !vs.is_empty() => {
+                for (i, v) in vs.iter().enumerate() {
+                    let mut ip = fp.clone();
+                    ip.push(Seg::Index(i));
+                    if let Err(msg) = check_value(Ty::Mixture, v) {
+                        c.at_value(&ip, msg);
+                    }
+                }
+            }
+            Some(other) => c.at_value(
+                &fp,
+                format!("expected a non-empty list, got {}", describe(other)),
+            ),
+            None => {}
+        },
+        "simplex" => {
+            let Some(sm) = c.mapping(&fp, &m["simplex"], &["step"]) else {
+                return;
+            };
+            let Some(step) = c.required(&fp, sm, "step") else {
+                return;
+            };
+            let sp = child(&fp, "step");
+            let Some(x) = step.as_f64() else {
+                c.at_value(&sp, format!("expected a number, got {}", describe(step)));
+                return;
+            };
+            let Some(k) = crate::mixture_space::simplex_divisions(x) else {
+                c.at_value(
+                    &sp,
+                    format!(
+                        "must be 1/k for a whole number k ≥ 1, such as 0.5, 0.25 or 0.333333333333 (got {})",
+                        fmt_num(x)
+                    ),
+                );
+                return;
+            };
+            let n = crate::mixture_space::simplex_count(groups.max(1), k);
+            if n > search::MAX_TRIALS as u128 {
+                c.at_value(
+                    &sp,
+                    format!(
+                        "a simplex of step {} over {groups} groups has {} mixtures; the limit is {}",
+                        fmt_num(x),
+                        if n == u128::MAX { "too many".to_string() } else { n.to_string() },
+                        search::MAX_TRIALS
+                    ),
+                );
+            }
+        }
+        _ => {
+            let Some(dm) = c.mapping(&fp, &m["dirichlet"], &["alpha"]) else {
+                return;
+            };
+            c.required(&fp, dm, "alpha");
+            c.field(&fp, dm, field("alpha", NUM.gt(0.0)));
+        }
+    }
+}
+
 fn check_dimension(c: &mut Checker, path: &[Seg], dim: &Value, f: Field, kind: &str) {
     let forms: &[&str] = if kind == "random" {
         &[
@@ -650,6 +746,19 @@ fn check_dimension(c: &mut Checker, path: &[Seg], dim: &Value, f: Field, kind: &
     } else {
         &["values", "range", "log_range", "points"]
     };
+    if let Some(form) = ["simplex", "dirichlet"]
+        .into_iter()
+        .find(|k| dim.get(*k).is_some())
+    {
+        c.at_key(
+            &child(path, form),
+            format!(
+                "{form} spans a mixture (such as params.proportions), not a {} field",
+                f.ty.name()
+            ),
+        );
+        return;
+    }
     let Some(m) = c.mapping(path, dim, forms) else {
         return;
     };

@@ -270,6 +270,25 @@ describe('pages of a finished LR sweep', () => {
     await page.goBack();
   });
 
+  test('aioli panel: per-mixture results and the fitted mixing law', async () => {
+    await page.goto(BASE);
+    const row = page.locator('#experiments tbody tr', { hasText: 'browser-mixing' });
+    await row.waitFor();
+    assert.equal((await row.locator('td').allTextContents())[2], 'aioli');
+    await row.locator('a').click();
+    await tableReady();
+    await page.waitForSelector('#methods-table');
+    assert.equal(await page.locator('#methods-table tbody tr').count(), 5);
+    await page.waitForSelector('#mixing-law-table');
+    assert.deepEqual(await texts('#mixing-law-table tbody tr td:first-child'), ['easy', 'hard', 'shared']);
+    assert.match(await page.textContent('#mixing-law-table caption'), /on 5 static trials \(column shared pinned to 0\); optimum easy 0\.\d+, hard/);
+    for (const r2 of await texts('#mixing-law-table tbody tr td:last-child')) {
+      assert.ok(Number(r2) <= 1 && Number.isFinite(Number(r2)), r2);
+    }
+    visited.aioli = page.url();
+    await shot('aioli-panel');
+  });
+
   test('bad addresses get a clear answer', async () => {
     const r = await page.goto(`${BASE}/experiments/999`);
     assert.equal(r.status(), 404);
@@ -297,7 +316,7 @@ describe('pages of a finished LR sweep', () => {
       for (const v of r.violations) found.push({ kind, ...v });
     }
     writeFileSync(`${ART}/accessibility.json`, JSON.stringify(found, null, 1));
-    assert.equal(Object.keys(visited).length, 4);
+    assert.equal(Object.keys(visited).length, 5);
     assert.deepEqual(found.filter((v) => v.impact === 'serious' || v.impact === 'critical'), [], JSON.stringify(found));
   });
 

@@ -42,6 +42,9 @@ pub enum DataError {
     },
     #[error("unknown data group \"{0}\"")]
     Unknown(String),
+    /// A dml trial whose mixture was never resolved (the server sets it at registration).
+    #[error("method dml without params.proportions: the server sets them from the mixing law of experiment \"{0}\" when it registers the experiment, and this configuration did not pass through it")]
+    UnresolvedMixture(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -137,3 +137,38 @@ fn an_aioli_trial_reports_its_mixture_and_resumes_mid_round() {
     assert!(compared > 30, "compared {compared} points");
     assert!(second.contains_key(&("mix/A/hard/hard".into(), 52)));
 }
+
+/// A dml configuration that never went through the server's registration has no mixture: the
+/// worker refuses it as a bad configuration (not retried) instead of training on some default.
+#[test]
+fn a_dml_trial_without_its_resolved_mixture_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        "apiVersion: orrery.dev/v1alpha1\nkind: Experiment\nmetadata: {name: mix}\nspec:\n  \
+        workload: aioli\n  data: {corpus: \"builtin:mixing\", group_bytes: 20000}\n  \
+        training: {steps: 5}\n  params: {method: dml, dml: {from_experiment: grid}}\n";
+    let cfg = orrery_core::load_spec(text).unwrap().trials[0]
+        .config()
+        .unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, serde_json::to_string(&cfg).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_orrery-worker"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--workdir")
+        .arg(dir.path())
+        .args(["--device", "cpu", "--threads", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(orrery_worker::exit::BAD_CONFIG),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("method dml without params.proportions")
+            && stderr.contains("experiment \"grid\""),
+        "{stderr}"
+    );
+}

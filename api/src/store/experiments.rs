@@ -41,6 +41,19 @@ impl Store {
                 return Ok((self.experiment_dto(m).await?, false));
             }
         }
+        // Each trial's values and configuration, with what depends on other experiments (dml's
+        // mixture) resolved before anything is written.
+        let mut resolved = Vec::with_capacity(spec.trials.len());
+        let mut laws = std::collections::BTreeMap::new();
+        for t in &spec.trials {
+            let mut config = t
+                .config()
+                .map_err(|e| StoreError::Invalid(format!("trial {}: {e}", t.index)))?;
+            let mut assignments = t.assignments.clone();
+            self.resolve_dml(&mut config, &mut assignments, &mut laws)
+                .await?;
+            resolved.push((t.index, assignments, config));
+        }
         let e = &spec.experiment;
         let now = now();
         let txn = self.db.begin().await?;
@@ -63,17 +76,14 @@ impl Store {
         .insert(&txn)
         .await?;
         let mut rows = Vec::with_capacity(spec.trials.len());
-        for t in &spec.trials {
-            let config = t
-                .config()
-                .map_err(|e| StoreError::Invalid(format!("trial {}: {e}", t.index)))?;
+        for (index, assignments, config) in resolved {
             rows.push(trial::ActiveModel {
                 experiment_id: Set(exp.id),
-                trial_index: Set(t.index as i64),
+                trial_index: Set(index as i64),
                 phase: Set(TrialPhase::Pending.as_str().into()),
                 attempts: Set(0),
                 params_json: Set(
-                    serde_json::to_string(&t.assignments).unwrap_or_else(|_| "{}".into())
+                    serde_json::to_string(&assignments).unwrap_or_else(|_| "{}".into())
                 ),
                 config_json: Set(serde_json::to_string(&config).unwrap_or_else(|_| "{}".into())),
                 message: Set(None),

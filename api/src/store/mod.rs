@@ -6,6 +6,7 @@
 mod experiments;
 mod leaderboard;
 mod metrics;
+mod mixing_law;
 mod tokens;
 mod trials;
 

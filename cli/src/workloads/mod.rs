@@ -3,6 +3,7 @@
 //! report` writes. One module per workload implements [`CliWorkload`]; [`of`] is the registry.
 
 pub mod aioli;
+pub mod reproduction;
 pub mod stability;
 
 use std::future::Future;

@@ -338,7 +338,7 @@ fn train(
             let e = w.evaluate();
             eval::log(rep, done, &e);
             let initial = progress.initial_eval_loss;
-            if let Some(why) = divergence.check(e.mean, initial, progress.step, t.warmup_steps) {
+            if let Some(why) = divergence.check(&e, initial, progress.step, t.warmup_steps) {
                 return Ok(TrialResult::Diverged(why));
             }
         }

@@ -9,6 +9,7 @@
 //! the methods' average test perplexity over seeds ([`analysis`]).
 
 pub mod analysis;
+pub mod mixing_law;
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,7 @@ use crate::workloads::{CrossFieldError, MetricDoc, WorkloadKind};
 use crate::yaml::Seg;
 
 pub use analysis::{AioliAnalysis, MethodSummary};
+pub use mixing_law::MixingLaw;
 
 pub struct Aioli;
 
@@ -45,16 +47,21 @@ pub enum Method {
     Static,
     /// Learned online (LearnParams rounds and exponentiated-gradient updates).
     Aioli,
+    /// Static at the optimum of the mixing law fitted on another experiment's static trials
+    /// (`dml.from_experiment`), which the server resolves into `proportions` when the experiment
+    /// is registered.
+    Dml,
 }
 
 impl Method {
-    pub const NAMES: &'static [&'static str] = &["stratified", "static", "aioli"];
+    pub const NAMES: &'static [&'static str] = &["stratified", "static", "aioli", "dml"];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Stratified => "stratified",
             Method::Static => "static",
             Method::Aioli => "aioli",
+            Method::Dml => "dml",
         }
     }
 }
@@ -85,16 +92,26 @@ crate::declare_fields! {
 }
 
 crate::declare_fields! {
+    /// The `dml` method's settings (`params.dml`).
+    pub struct DmlSettings {
+        from_experiment: Option<String> = None, Ty::Opt(&Ty::Str),
+            "the experiment (name or id; by name, the newest) whose static trials the mixing law is fitted on; dml trains statically at the law's optimum";
+    }
+}
+
+crate::declare_fields! {
     /// The `params` of an aioli trial.
     pub struct AioliParams {
         method: Method = Method::Stratified, Ty::OneOf(Method::NAMES),
-            "how the mixture is set: stratified (uniform), static (proportions) or aioli (learned online)";
+            "how the mixture is set: stratified (uniform), static (proportions), aioli (learned online) or dml (static at a fitted mixing law's optimum)";
         proportions: Option<BTreeMap<String, f64>> = None, Ty::Mixture,
-            "{group: weight}: static's mixture; the prior held for prior_steps";
+            "{group: weight}: static's mixture; the prior held for prior_steps; for dml, set by the server from the law";
         prior_steps: u64 = 0, int(0, i64::MAX),
             "hold proportions this many steps first (the restricted setting), then the method (aioli learns from uniform)";
         aioli: AioliSettings = AioliSettings::default(), Ty::Group(AioliSettings::FIELDS),
             "aioli's settings";
+        dml: DmlSettings = DmlSettings::default(), Ty::Group(DmlSettings::FIELDS),
+            "dml's settings";
     }
 }
 
@@ -105,9 +122,13 @@ pub const TEST_AVG_PPL: &str = "test/avg_ppl";
 /// Fraction of the steps so far spent in LearnParams segments.
 pub const LP_STEP_FRACTION: &str = "mix/lp_step_fraction";
 
+/// What the metrics of a group's mixture weight and test perplexity start with.
+pub const MIX_P_PREFIX: &str = "mix/p/";
+pub const TEST_PPL_PREFIX: &str = "test/ppl/";
+
 /// The mixture's weight of `group`.
 pub fn mix_p(group: &str) -> String {
-    format!("mix/p/{group}")
+    format!("{MIX_P_PREFIX}{group}")
 }
 
 /// Entry (row, column) of the normalised interaction matrix A used by the update.
@@ -123,7 +144,7 @@ pub fn mix_a_raw(row: &str, col: &str) -> String {
 
 /// One group's test perplexity, once at the end.
 pub fn test_ppl(group: &str) -> String {
-    format!("test/ppl/{group}")
+    format!("{TEST_PPL_PREFIX}{group}")
 }
 
 const METRICS: &[MetricDoc] = &[
@@ -194,6 +215,21 @@ impl WorkloadKind for Aioli {
             }
         }
         match p.method {
+            Method::Dml if p.dml.from_experiment.is_none() => out.push(CrossFieldError {
+                path: at("method"),
+                message: "dml needs params.dml.from_experiment, the experiment whose static trials its mixing law is fitted on".into(),
+                involved: &["params.method", "params.dml.from_experiment"],
+            }),
+            Method::Dml if p.proportions.is_some() => out.push(CrossFieldError {
+                path: at("proportions"),
+                message: "dml sets the mixture from the fitted law; leave proportions out (or use method: static)".into(),
+                involved: &["params.method", "params.proportions"],
+            }),
+            Method::Dml if p.prior_steps > 0 => out.push(CrossFieldError {
+                path: at("prior_steps"),
+                message: "dml holds the law's optimum from the first step; a prior does not apply".into(),
+                involved: &["params.method", "params.prior_steps"],
+            }),
             Method::Static if p.proportions.is_none() => out.push(CrossFieldError {
                 path: at("method"),
                 message: "static needs params.proportions, the mixture to hold".into(),

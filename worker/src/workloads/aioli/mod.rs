@@ -97,10 +97,15 @@ impl Aioli {
                 .map(|g| mix.get(g).copied().unwrap_or(0.0))
                 .collect::<Vec<f64>>()
         });
-        // The mixture at step 0: the prior (held for prior_steps) or static's, else uniform.
+        if params.method == Method::Dml && given.is_none() {
+            let from = params.dml.from_experiment.clone().unwrap_or_default();
+            return Err(crate::data::DataError::UnresolvedMixture(from).into());
+        }
+        // The mixture at step 0: the prior (held for prior_steps) or static's (dml's is static at
+        // the law's optimum), else uniform.
         let start = match (&given, params.method) {
             (Some(p), _) if params.prior_steps > 0 => p.clone(),
-            (Some(p), Method::Static) => p.clone(),
+            (Some(p), Method::Static | Method::Dml) => p.clone(),
             _ => vec![1.0 / m as f64; m],
         };
         let schedule = Schedule::new(&params.aioli, params.prior_steps, m, t.seed);
@@ -226,7 +231,7 @@ impl Aioli {
         }
         match self.params.method {
             Method::Stratified => None,
-            Method::Static => Some(read(&self.p)),
+            Method::Static | Method::Dml => Some(read(&self.p)),
             Method::Aioli => match self.schedule.phase(step) {
                 Phase::Prior => self.given.clone(),
                 Phase::Segment {
@@ -266,7 +271,9 @@ impl Aioli {
 
 impl Workload for Aioli {
     fn divergence(&self) -> Divergence {
-        Divergence::AboveInitial
+        // A mixture with a zero weight starves a group, whose loss then climbs while the others
+        // learn; that run is a bad mixture, not a diverged one.
+        Divergence::BestGroupAboveInitial
     }
 
     fn optimizer(&self, t: &orrery_core::spec::TrainingSpec) -> AdamW {

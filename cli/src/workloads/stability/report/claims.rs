@@ -2,32 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use orrery_core::workloads::stability::LrCurvePoint;
 
 use super::figures::{same_lr, ConfigFigures, ExperimentRun, LogZSeries, WidthPoint};
 use super::{fmt_mag, fmt_num, pct, BUDGET_SECONDS, HIGH_LR, PARTS};
+use crate::workloads::reproduction;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Claim {
-    pub id: &'static str,
-    pub part: &'static str,
-    pub claim: String,
-    /// `None`: the experiment it needs has not been run.
-    pub held: Option<bool>,
-    pub detail: String,
-}
-
-fn not_run(id: &'static str, part: &'static str, claim: String) -> Claim {
-    Claim {
-        id,
-        part,
-        claim,
-        held: None,
-        detail: format!("needs the {part} experiment run to its end"),
-    }
-}
+pub use crate::workloads::reproduction::{not_run, Claim};
 
 /// (a): attention-logit growth without qk-layernorm, its removal, and the LRS change.
 pub fn qk_claims(configs: &BTreeMap<String, ConfigFigures>) -> Vec<Claim> {
@@ -337,33 +318,8 @@ pub fn width_claims(points: &[WidthPoint]) -> Vec<Claim> {
     ]
 }
 
-pub fn budget_claim(experiments: &BTreeMap<&'static str, ExperimentRun>, total: f64) -> Claim {
-    let all = PARTS
-        .iter()
-        .all(|p| experiments.get(p.key).is_some_and(|e| e.seconds.is_some()));
-    Claim {
-        id: "cpu-budget",
-        part: "all",
-        claim: "The whole CPU reproduction takes ≤ 40 minutes on 2 cores".into(),
-        held: all.then_some(total <= BUDGET_SECONDS),
-        detail: if all {
-            format!(
-                "{:.1} min: {}",
-                total / 60.0,
-                PARTS
-                    .iter()
-                    .map(|p| format!(
-                        "{} {:.1} min",
-                        p.key,
-                        experiments[p.key].seconds.unwrap_or(0.0) / 60.0
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        } else {
-            "not every experiment has run to the end".into()
-        },
-    }
+pub fn budget_claim(experiments: &BTreeMap<&'static str, ExperimentRun>) -> Claim {
+    reproduction::budget_claim(&PARTS, experiments, BUDGET_SECONDS)
 }
 
 #[cfg(test)]

@@ -5,26 +5,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use orrery_core::dto::{ExperimentDto, Leaderboard};
+use orrery_core::dto::Leaderboard;
 use orrery_core::metrics;
 use orrery_core::workloads::stability::{self as s, LrCurvePoint, LrSensitivity};
 
 use super::load::LogZRun;
-use super::{fmt_num, Part, HIGH_LR, LOW_LR};
+use super::{fmt_num, HIGH_LR, LOW_LR};
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ExperimentRun {
-    pub spec: String,
-    pub experiment_id: i64,
-    pub name: String,
-    pub phase: String,
-    pub trials: u32,
-    pub succeeded: u32,
-    pub diverged: u32,
-    pub failed: u32,
-    /// From registration to the end of the last trial.
-    pub seconds: Option<f64>,
-}
+pub use crate::workloads::reproduction::{experiment_run, ExperimentRun};
 
 /// The figures of one configuration of an LR sweep.
 #[derive(Debug, Clone, Serialize)]
@@ -79,26 +67,6 @@ pub struct WidthPoint {
     /// AdamW's ε of these runs (`training.eps`), to turn `grad_rms_over_eps` back into an RMS.
     #[serde(skip)]
     pub eps: f64,
-}
-
-fn seconds_between(from: &str, to: Option<&str>) -> Option<f64> {
-    let from = chrono::DateTime::parse_from_rfc3339(from).ok()?;
-    let to = chrono::DateTime::parse_from_rfc3339(to?).ok()?;
-    Some((to - from).num_milliseconds() as f64 / 1000.0)
-}
-
-pub fn experiment_run(part: &Part, e: &ExperimentDto) -> ExperimentRun {
-    ExperimentRun {
-        spec: part.spec.into(),
-        experiment_id: e.id,
-        name: e.name.clone(),
-        phase: e.phase.to_string(),
-        trials: e.counts.total,
-        succeeded: e.counts.succeeded,
-        diverged: e.counts.diverged,
-        failed: e.counts.failed,
-        seconds: seconds_between(&e.created_at, e.finished_at.as_deref()),
-    }
 }
 
 /// `a=1, b=x` (the analysis's configuration string) as a map.

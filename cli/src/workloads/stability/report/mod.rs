@@ -27,13 +27,8 @@ use load::Inputs;
 /// The command written at the top of the report.
 pub const COMMAND: &str = "scripts/reproduce-stability.sh";
 
-/// One of the four experiments of the reproduction.
-pub struct Part {
-    pub key: &'static str,
-    pub spec: &'static str,
-    /// `metadata.name` in the spec: the report reads the newest experiment of that name.
-    pub experiment: &'static str,
-}
+use crate::workloads::reproduction;
+pub use crate::workloads::reproduction::Part;
 
 pub const PARTS: [Part; 4] = [
     Part {
@@ -139,7 +134,7 @@ pub fn compute(inputs: &Inputs, generated_at: String) -> Report {
     claims.extend(claims::zloss_claims(&logz));
     claims.extend(claims::combined_claims(&configs));
     claims.extend(claims::width_claims(&width));
-    claims.push(claims::budget_claim(&experiments, total_seconds));
+    claims.push(claims::budget_claim(&experiments));
     Report {
         command: COMMAND,
         generated_at,
@@ -155,19 +150,11 @@ pub fn compute(inputs: &Inputs, generated_at: String) -> Report {
 /// Writes `stability.md`, `stability.json` and the plots into `out`; returns the paths written.
 pub async fn write(store: &Store, out: &Path) -> Result<Vec<PathBuf>> {
     let inputs = load::load(store).await?;
-    let report = compute(
-        &inputs,
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
-    );
+    let report = compute(&inputs, reproduction::generated_at());
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let plots = plots::plots(&report, out)?;
-    let json = out.join("stability.json");
-    std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")
-        .with_context(|| format!("cannot write {}", json.display()))?;
-    let md = out.join("stability.md");
-    std::fs::write(&md, tables::markdown(&report, &plots))
-        .with_context(|| format!("cannot write {}", md.display()))?;
-    let mut written = vec![md, json];
+    let md = tables::markdown(&report, &plots);
+    let mut written = reproduction::write_report(out, "stability", &report, &md)?;
     written.extend(plots.into_iter().map(|(f, _)| out.join(f)));
     Ok(written)
 }

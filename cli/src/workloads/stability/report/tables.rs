@@ -2,6 +2,7 @@
 
 use super::figures::same_lr;
 use super::{fmt_mag, fmt_num, Report, PARTS};
+use crate::workloads::reproduction;
 
 fn opt(x: Option<f64>, f: impl Fn(f64) -> String) -> String {
     x.map(f).unwrap_or_else(|| "–".into())
@@ -18,48 +19,8 @@ pub fn markdown(r: &Report, plots: &[(String, String)]) -> String {
          metrics: `docs/workloads/stability.md`; the specs are in `experiments/stability/`.\n",
         r.command, r.generated_at
     );
-    let _ = writeln!(m, "## Runs\n");
-    let _ = writeln!(
-        m,
-        "| part | spec | experiment | phase | trials | succeeded | diverged | failed | minutes |\n|---|---|---|---|---|---|---|---|---|"
-    );
-    for p in &PARTS {
-        match r.experiments.get(p.key) {
-            Some(e) => {
-                let _ = writeln!(
-                    m,
-                    "| {} | `{}` | {} \"{}\" | {} | {} | {} | {} | {} | {} |",
-                    p.key,
-                    e.spec,
-                    e.experiment_id,
-                    e.name,
-                    e.phase,
-                    e.trials,
-                    e.succeeded,
-                    e.diverged,
-                    e.failed,
-                    opt(e.seconds, |s| format!("{:.1}", s / 60.0))
-                );
-            }
-            None => {
-                let _ = writeln!(m, "| {} | `{}` | not run | | | | | | |", p.key, p.spec);
-            }
-        }
-    }
-    let _ = writeln!(
-        m,
-        "\nTotal: {:.1} minutes of experiment wall time.\n",
-        r.total_seconds / 60.0
-    );
-    let _ = writeln!(m, "## Claims\n");
-    for c in &r.claims {
-        let verdict = match c.held {
-            Some(true) => "**held**",
-            Some(false) => "**not held**",
-            None => "**not run**",
-        };
-        let _ = writeln!(m, "- {verdict} ({}): {}. {}.", c.part, c.claim, c.detail);
-    }
+    reproduction::runs_markdown(&mut m, &PARTS, &r.experiments);
+    reproduction::claims_markdown(&mut m, &r.claims);
     let _ = writeln!(
         m,
         "\n## LR sensitivity per configuration\n\n\

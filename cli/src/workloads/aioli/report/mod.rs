@@ -1,0 +1,197 @@
+//! The Aioli reproduction report (Chen et al., arXiv 2411.05735; the method:
+//! `docs/workloads/aioli.md`): `orrery report aioli` reads the newest run of each CPU spec in
+//! `experiments/aioli/` from the database ([`load`]), computes the figures from those runs
+//! ([`figures`]), checks each claim with the threshold the issue states ([`claims`]) and writes
+//! `aioli.md` ([`tables`]) and `aioli.json`.
+
+pub mod claims;
+pub mod figures;
+pub mod load;
+pub mod tables;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use orrery_api::Store;
+use orrery_core::workloads::aioli::{analysis, MixingLaw};
+
+use crate::workloads::reproduction::{self, experiment_run, Claim, ExperimentRun, Part};
+use figures::{GridPoint, MixtureAt, RawRounds, Stat};
+use load::Inputs;
+
+/// The command written at the top of the report.
+pub const COMMAND: &str = "scripts/reproduce-aioli.sh";
+
+/// The groups of `builtin:mixing`, and which pairs of them share structure (the corpus's design:
+/// `shared` follows `hard`'s transitions after half its words; `easy` shares nothing).
+pub const GROUPS: [&str; 3] = ["easy", "hard", "shared"];
+pub const TRANSFER: [(&str, &str); 2] = [("hard", "shared"), ("shared", "hard")];
+pub const UNRELATED: [(&str, &str); 4] = [
+    ("easy", "hard"),
+    ("hard", "easy"),
+    ("easy", "shared"),
+    ("shared", "easy"),
+];
+
+pub const PARTS: [Part; 5] = [
+    Part {
+        key: "grid",
+        spec: "experiments/aioli/grid-cpu.yaml",
+        experiment: "aioli-grid-cpu",
+    },
+    Part {
+        key: "unrestricted",
+        spec: "experiments/aioli/unrestricted-cpu.yaml",
+        experiment: "aioli-unrestricted-cpu",
+    },
+    Part {
+        key: "restricted",
+        spec: "experiments/aioli/restricted-cpu.yaml",
+        experiment: "aioli-restricted-cpu",
+    },
+    Part {
+        key: "one-hot",
+        spec: "experiments/aioli/one-hot-cpu.yaml",
+        experiment: "aioli-one-hot-cpu",
+    },
+    Part {
+        key: "dml",
+        spec: "experiments/aioli/dml-cpu.yaml",
+        experiment: "aioli-dml-cpu",
+    },
+];
+
+/// The issue's wall-clock budget for the whole CPU reproduction.
+pub const BUDGET_SECONDS: f64 = 45.0 * 60.0;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub command: &'static str,
+    pub generated_at: String,
+    pub experiments: BTreeMap<&'static str, ExperimentRun>,
+    pub total_seconds: f64,
+    pub claims: Vec<Claim>,
+    /// Average test perplexity over seeds per method: `stratified`, `aioli` (unrestricted),
+    /// `restricted-static`, `restricted-aioli`, `one-hot-aioli`, `dml`.
+    pub methods: BTreeMap<String, Stat>,
+    /// The grid's best static mixture.
+    pub grid_best: Option<GridPoint>,
+    /// Every mixture of the grid, best first.
+    pub grid: Vec<GridPoint>,
+    pub mixing_law: Option<MixingLaw>,
+    /// The seed-mean mixture over steps: `unrestricted-aioli`, `restricted-aioli`, `one-hot-aioli`.
+    pub mixture_over_steps: BTreeMap<&'static str, Vec<MixtureAt>>,
+    /// The prior of the restricted part (what its static trials hold).
+    pub restricted_prior: Option<BTreeMap<String, f64>>,
+    /// The raw interaction estimate of the one-hot part, per round.
+    pub one_hot_a_raw: Option<RawRounds>,
+    /// The dml trials' mixture (the law's optimum when they were registered).
+    pub dml_mixture: Option<BTreeMap<String, f64>>,
+    /// Mean fraction of the steps spent in LearnParams, per part with Aioli trials.
+    pub lp_step_fraction: BTreeMap<&'static str, f64>,
+}
+
+pub fn compute(inputs: &Inputs, generated_at: String) -> Report {
+    let finished = |key: &str| {
+        inputs
+            .boards
+            .get(key)
+            .filter(|b| b.experiment.phase.is_terminal())
+    };
+    let experiments: BTreeMap<&'static str, ExperimentRun> = PARTS
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.key,
+                experiment_run(p, &inputs.boards.get(p.key)?.experiment),
+            ))
+        })
+        .collect();
+    let total_seconds = experiments.values().filter_map(|e| e.seconds).sum();
+    let mut methods = BTreeMap::new();
+    if let Some(b) = finished("unrestricted") {
+        methods.extend(figures::by_method(b, "stratified"));
+    }
+    if let Some(b) = finished("restricted") {
+        for (m, s) in figures::by_method(b, "static") {
+            methods.insert(format!("restricted-{m}"), s);
+        }
+    }
+    if let Some(b) = finished("one-hot") {
+        for (m, s) in figures::by_method(b, "aioli") {
+            methods.insert(format!("one-hot-{m}"), s);
+        }
+    }
+    if let Some(b) = finished("dml") {
+        methods.extend(figures::by_method(b, "dml"));
+    }
+    let grid = finished("grid").map(figures::grid).unwrap_or_default();
+    let mixing_law = finished("grid").and_then(|b| analysis::analyse(b).mixing_law);
+    let aioli_trials = |t: &load::TrialHistories| {
+        t.params.get("params.method").and_then(|m| m.as_str()) != Some("static")
+    };
+    let mut mixture_over_steps = BTreeMap::new();
+    for (part, key) in [
+        ("unrestricted", "unrestricted-aioli"),
+        ("restricted", "restricted-aioli"),
+        ("one-hot", "one-hot-aioli"),
+    ] {
+        if finished(part).is_some() {
+            let h = inputs.histories.get(part).map(Vec::as_slice).unwrap_or(&[]);
+            mixture_over_steps.insert(key, figures::mixture_over_steps(h, aioli_trials));
+        }
+    }
+    let mixture_of = |part: &str| -> Option<BTreeMap<String, f64>> {
+        let b = finished(part)?;
+        let r = b
+            .rows
+            .iter()
+            .find(|r| r.phase.is_result() && !load::learned(r))?;
+        GROUPS
+            .iter()
+            .map(|g| {
+                Some((
+                    g.to_string(),
+                    r.summaries
+                        .get(&orrery_core::workloads::aioli::mix_p(g))?
+                        .last?,
+                ))
+            })
+            .collect()
+    };
+    let one_hot_a_raw =
+        finished("one-hot").and_then(|_| figures::raw_rounds(inputs.histories.get("one-hot")?));
+    let lp_step_fraction = ["unrestricted", "restricted", "one-hot"]
+        .into_iter()
+        .filter_map(|p| Some((p, figures::lp_step_fraction(finished(p)?)?)))
+        .collect();
+    let mut report = Report {
+        command: COMMAND,
+        generated_at,
+        experiments,
+        total_seconds,
+        claims: Vec::new(),
+        methods,
+        grid_best: grid.first().cloned(),
+        grid,
+        mixing_law,
+        mixture_over_steps,
+        restricted_prior: mixture_of("restricted"),
+        one_hot_a_raw,
+        dml_mixture: mixture_of("dml"),
+        lp_step_fraction,
+    };
+    report.claims = claims::claims(&report);
+    report
+}
+
+/// Writes `aioli.md` and `aioli.json` into `out`; returns the paths written.
+pub async fn write(store: &Store, out: &Path) -> Result<Vec<PathBuf>> {
+    let inputs = load::load(store).await?;
+    let report = compute(&inputs, reproduction::generated_at());
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    reproduction::write_report(out, "aioli", &report, &tables::markdown(&report))
+}
