@@ -81,7 +81,10 @@ async fn dml_trains_at_the_fitted_optimum(db: Db) {
     // Too few finished trials for a law: refused with what it needs.
     let err = register(dml.clone()).await.unwrap_err().to_string();
     assert!(err.contains("has no fitted mixing law"), "{err}");
-    assert!(err.contains("0 finished trial(s) of 28"), "{err}");
+    assert!(
+        err.contains("at least (number of groups) + 2 different mixtures; it has 0 such trial(s) in 0 mixture(s), of 28 trial(s)"),
+        "{err}"
+    );
 
     for t in &trials {
         let p = t
@@ -143,6 +146,17 @@ async fn dml_trains_at_the_fitted_optimum(db: Db) {
             law_fit.optimum
         );
     }
+
+    // A dml trial over other groups than the law's is refused.
+    let two_groups = spec("dml3", "{method: dml, dml: {from_experiment: grid}}", "").replace(
+        "data: {corpus: \"builtin:mixing\"}",
+        "data: {corpus: \"builtin:mixing\", groups: [easy, hard]}",
+    );
+    let err = register(two_groups).await.unwrap_err().to_string();
+    assert!(
+        err.contains("the law of \"grid\" is over the groups easy, hard, shared, but this trial's data has easy, hard"),
+        "{err}"
+    );
 
     // A source of another workload is refused.
     let stab = "apiVersion: orrery.dev/v1alpha1\nkind: Experiment\nmetadata: {name: stab}\nspec:\n  workload: stability\n";

@@ -179,8 +179,16 @@ fn discrete_values(ty: Ty, dim: &Value, groups: &[String]) -> Option<Vec<Value>>
     None
 }
 
-fn sample(ty: Ty, dim: &Value, groups: &[String], rng: &mut ChaCha8Rng) -> Value {
-    if let Some(vs) = discrete_values(ty, dim, groups) {
+/// One draw from a dimension; `discrete`: its values when it has a finite set (worked out once
+/// per search, not per draw: a simplex can have 100,000 points).
+fn sample(
+    ty: Ty,
+    dim: &Value,
+    discrete: Option<&[Value]>,
+    groups: &[String],
+    rng: &mut ChaCha8Rng,
+) -> Value {
+    if let Some(vs) = discrete {
         return vs[rng.gen_range(0..vs.len())].clone();
     }
     if let Some(alpha) = dim.get("dirichlet").and_then(|d| d.get("alpha")?.as_f64()) {
@@ -259,10 +267,18 @@ pub fn expand(raw: &Value) -> Result<Vec<TrialPlan>, Vec<(Path, String)>> {
             }
             let mut rng =
                 ChaCha8Rng::seed_from_u64(search.get("seed").and_then(Value::as_u64).unwrap_or(0));
+            let discrete: Vec<Option<Vec<Value>>> = space
+                .iter()
+                .map(|(k, dim)| discrete_values(ty_of(k), dim, &groups))
+                .collect();
             for _ in 0..samples {
                 let a = space
                     .iter()
-                    .map(|(k, dim)| (k.clone(), sample(ty_of(k), dim, &groups, &mut rng)))
+                    .zip(&discrete)
+                    .map(|((k, dim), d)| {
+                        let v = sample(ty_of(k), dim, d.as_deref(), &groups, &mut rng);
+                        (k.clone(), v)
+                    })
                     .collect();
                 points.push((a, None));
             }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use orrery_core::spec::{TrialConfig, Workload};
-use orrery_core::workloads::aioli::Method;
+use orrery_core::workloads::aioli::{self as a, Method};
 use orrery_core::workloads::{Analysis, Params};
 
 use super::{Result, Store, StoreError};
@@ -36,6 +36,20 @@ impl Store {
             cache.insert(source.clone(), optimum);
         }
         let mixture = cache[&source].clone();
+        // The law is over the source's groups; this trial must have the same ones.
+        let mut groups = config.data.group_names();
+        groups.sort();
+        let law_groups: Vec<String> = mixture.keys().cloned().collect();
+        if groups != law_groups {
+            return Err(StoreError::Invalid(format!(
+                "params.dml.from_experiment: the law of \"{source}\" is over the groups {}, but this trial's data has {}",
+                law_groups.join(", "),
+                groups.join(", ")
+            )));
+        }
+        let Params::Aioli(p) = &mut config.params else {
+            unreachable!("checked above")
+        };
         assignments.insert(
             "params.proportions".into(),
             serde_json::to_value(&mixture).unwrap_or_default(),
@@ -64,11 +78,15 @@ impl Store {
         let Analysis::Aioli(analysis) = Workload::Aioli.analyse(&board) else {
             unreachable!("an aioli board has an aioli analysis")
         };
-        let finished = board.rows.iter().filter(|r| r.phase.is_result()).count();
+        let (_, points) = a::analysis::law_points(&board);
         analysis.mixing_law.map(|law| law.optimum).ok_or_else(|| {
             StoreError::Invalid(format!(
-                "{at}: experiment {} \"{}\" has no fitted mixing law: that needs at least groups + 2 finished static trials (a mixture that never changed); it has {finished} finished trial(s) of {}",
-                exp.id, exp.name, board.rows.len()
+                "{at}: experiment {} \"{}\" has no fitted mixing law: that needs finished static trials (a mixture that never changed) that give every group some weight, in at least (number of groups) + 2 different mixtures; it has {} such trial(s) in {} mixture(s), of {} trial(s)",
+                exp.id,
+                exp.name,
+                points.len(),
+                a::mixing_law::distinct_mixtures(&points),
+                board.rows.len()
             ))
         })
     }

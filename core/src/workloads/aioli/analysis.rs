@@ -131,6 +131,7 @@ fn groups_of(rows: &[LeaderboardRow]) -> Vec<String> {
             }
         }
     }
+    out.sort();
     out
 }
 
@@ -159,13 +160,21 @@ fn static_point(r: &LeaderboardRow, groups: &[String]) -> Option<Point> {
     Some(Point { p, loss })
 }
 
-fn fit_law(board: &Leaderboard) -> Option<MixingLaw> {
-    let rows: Vec<&LeaderboardRow> = board.rows.iter().filter(|r| r.phase.is_result()).collect();
+/// The board's groups and the points a law is fitted on: its finished static trials that train
+/// on every group.
+pub fn law_points(board: &Leaderboard) -> (Vec<String>, Vec<Point>) {
     let groups = groups_of(&board.rows);
-    let points: Vec<Point> = rows
+    let points = board
+        .rows
         .iter()
+        .filter(|r| r.phase.is_result())
         .filter_map(|r| static_point(r, &groups))
         .collect();
+    (groups, points)
+}
+
+fn fit_law(board: &Leaderboard) -> Option<MixingLaw> {
+    let (groups, points) = law_points(board);
     mixing_law::fit(&groups, &points)
 }
 

@@ -65,11 +65,26 @@ pub struct Point {
     pub loss: Vec<f64>,
 }
 
-/// Fits the law on `points` over `groups` (at least two); `None` when there are too few points
-/// for m + 1 parameters per group with one to spare.
+/// How many different mixtures `points` has (seeds of one mixture are one mixture).
+pub fn distinct_mixtures(points: &[Point]) -> usize {
+    let mut seen: Vec<&[f64]> = Vec::new();
+    for pt in points {
+        if !seen
+            .iter()
+            .any(|q| q.iter().zip(&pt.p).all(|(a, b)| (a - b).abs() < 1e-9))
+        {
+            seen.push(&pt.p);
+        }
+    }
+    seen.len()
+}
+
+/// Fits the law on `points` over `groups` (at least two); `None` when there are fewer than
+/// m + 2 different mixtures (m + 1 parameters per group, with one to spare: seeds of one mixture
+/// do not tell A's entries apart) or the fit is degenerate.
 pub fn fit(groups: &[String], points: &[Point]) -> Option<MixingLaw> {
     let m = groups.len();
-    if m < 2 || points.len() < m + 2 {
+    if m < 2 || distinct_mixtures(points) < m + 2 {
         return None;
     }
     let laws: Vec<GroupLaw> = (0..m)
@@ -116,13 +131,17 @@ pub fn fit(groups: &[String], points: &[Point]) -> Option<MixingLaw> {
     while simplex_count(m, k * 2) <= OPTIMUM_GRID && k < 1 << 20 {
         k *= 2;
     }
-    let (best, ppl) = simplex_points(groups, k)
-        .into_iter()
-        .map(|v| {
-            let p: Vec<f64> = groups
-                .iter()
-                .map(|g| v[g].as_f64().unwrap_or(0.0))
-                .collect();
+    // The fitted mixtures are candidates too, so a range that no grid point falls in (a weight
+    // held at 0.3, say) still has one.
+    let grid = simplex_points(groups, k).into_iter().map(|v| {
+        groups
+            .iter()
+            .map(|g| v[g].as_f64().unwrap_or(0.0))
+            .collect::<Vec<f64>>()
+    });
+    let (best, ppl) = grid
+        .chain(points.iter().map(|pt| pt.p.clone()))
+        .map(|p| {
             let y = predict(&p);
             (p, y)
         })
@@ -162,10 +181,14 @@ fn fit_row(points: &[Point], ys: &[f64], m: usize) -> (Vec<f64>, f64, f64, f64) 
             .iter()
             .map(|pt| (-(0..m - 1).map(|j| free[j] * pt.p[j]).sum::<f64>()).exp())
             .collect();
-        if e.iter().any(|x| !x.is_finite()) {
-            return f64::INFINITY;
+        // A non-finite SSE (an overflowing e, or inf − inf in the normal equations) must rank
+        // last: total_cmp would put a negative NaN first.
+        let sse = linear_cb(&e, ys).2;
+        if sse.is_finite() {
+            sse
+        } else {
+            f64::INFINITY
         }
-        linear_cb(&e, ys).2
     };
     let mut starts: Vec<Vec<f64>> = vec![vec![0.0; m - 1]];
     for s in [1.0, 4.0, 16.0] {
@@ -319,6 +342,10 @@ mod tests {
         assert!(law.groups.iter().all(|g| g.r2 < 0.99), "{law:?}");
         let few = &synthetic(a, [0.4, 1.0, 0.8], [2.0, 3.0, 2.5], 0.0)[..4];
         assert!(fit(&groups(), few).is_none());
+        // Five points but two mixtures (seeds of one mixture count once): no law.
+        let two: Vec<Point> = few[..2].iter().cycle().take(5).cloned().collect();
+        assert_eq!(distinct_mixtures(&two), 2);
+        assert!(fit(&groups(), &two).is_none());
     }
 
     #[test]

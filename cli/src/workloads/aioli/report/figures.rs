@@ -212,11 +212,13 @@ pub fn raw_rounds(trials: &[TrialHistories]) -> Option<RawRounds> {
     })
 }
 
-/// Mean over the board's learned-mixture trials of the final `mix/lp_step_fraction`.
+/// Mean over the board's finished trials that report it (Aioli's) of the final
+/// `mix/lp_step_fraction`.
 pub fn lp_step_fraction(board: &Leaderboard) -> Option<f64> {
     let v: Vec<f64> = board
         .rows
         .iter()
+        .filter(|r| r.phase.is_result())
         .filter_map(|r| r.summaries.get(a::LP_STEP_FRACTION)?.last)
         .collect();
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
