@@ -647,6 +647,26 @@ fn unknown_sweep_path(w: Workload, k: &str) -> String {
     )
 }
 
+/// A dimension's `values` (at `path`): a non-empty list, each entry a valid value of `ty`.
+fn check_listed_values(c: &mut Checker, path: &[Seg], values: Option<&Value>, ty: Ty) {
+    match values {
+        Some(Value::Array(vs)) if !vs.is_empty() => {
+            for (i, v) in vs.iter().enumerate() {
+                let mut ip = path.to_vec();
+                ip.push(Seg::Index(i));
+                if let Err(msg) = check_value(ty, v) {
+                    c.at_value(&ip, msg);
+                }
+            }
+        }
+        Some(other) => c.at_value(
+            path,
+            format!("expected a non-empty list, got {}", describe(other)),
+        ),
+        None => {}
+    }
+}
+
 /// A dimension over a mixture field: `values` (a list of mixtures), `simplex: {step}` (grid or
 /// random: the grid's points) or `dirichlet: {alpha}` (random only).
 fn check_mixture_dimension(c: &mut Checker, path: &[Seg], dim: &Value, kind: &str, groups: usize) {
@@ -671,22 +691,7 @@ fn check_mixture_dimension(c: &mut Checker, path: &[Seg], dim: &Value, kind: &st
     }
     let fp = child(path, given[0]);
     match given[0] {
-        "values" => match m.get("values") {
-            Some(Value::Array(vs)) if !vs.is_empty() => {
-                for (i, v) in vs.iter().enumerate() {
-                    let mut ip = fp.clone();
-                    ip.push(Seg::Index(i));
-                    if let Err(msg) = check_value(Ty::Mixture, v) {
-                        c.at_value(&ip, msg);
-                    }
-                }
-            }
-            Some(other) => c.at_value(
-                &fp,
-                format!("expected a non-empty list, got {}", describe(other)),
-            ),
-            None => {}
-        },
+        "values" => check_listed_values(c, &fp, m.get("values"), Ty::Mixture),
         "simplex" => {
             let Some(sm) = c.mapping(&fp, &m["simplex"], &["step"]) else {
                 return;
@@ -787,22 +792,7 @@ fn check_dimension(c: &mut Checker, path: &[Seg], dim: &Value, f: Field, kind: &
     let numeric = f.ty.is_numeric();
     match form {
         "values" => {
-            match m.get("values") {
-                Some(Value::Array(vs)) if !vs.is_empty() => {
-                    for (i, v) in vs.iter().enumerate() {
-                        let mut ip = fp.clone();
-                        ip.push(Seg::Index(i));
-                        if let Err(msg) = check_value(f.ty, v) {
-                            c.at_value(&ip, msg);
-                        }
-                    }
-                }
-                Some(other) => c.at_value(
-                    &fp,
-                    format!("expected a non-empty list, got {}", describe(other)),
-                ),
-                None => {}
-            }
+            check_listed_values(c, &fp, m.get("values"), f.ty);
             if m.contains_key("points") {
                 c.at_key(
                     &child(path, "points"),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use orrery_core::spec::{TrialConfig, Workload};
 use orrery_core::workloads::aioli::{self as a, Method};
-use orrery_core::workloads::{Analysis, Params};
+use orrery_core::workloads::Params;
 
 use super::{Result, Store, StoreError};
 
@@ -47,9 +47,6 @@ impl Store {
                 groups.join(", ")
             )));
         }
-        let Params::Aioli(p) = &mut config.params else {
-            unreachable!("checked above")
-        };
         assignments.insert(
             "params.proportions".into(),
             serde_json::to_value(&mixture).unwrap_or_default(),
@@ -75,11 +72,9 @@ impl Store {
             )));
         }
         let board = self.leaderboard(exp.id).await?;
-        let Analysis::Aioli(analysis) = Workload::Aioli.analyse(&board) else {
-            unreachable!("an aioli board has an aioli analysis")
-        };
-        let (_, points) = a::analysis::law_points(&board);
-        analysis.mixing_law.map(|law| law.optimum).ok_or_else(|| {
+        // The analysis's own fit (not the whole analysis: only the law is needed here).
+        let (groups, points) = a::analysis::law_points(&board);
+        a::mixing_law::fit(&groups, &points).map(|law| law.optimum).ok_or_else(|| {
             StoreError::Invalid(format!(
                 "{at}: experiment {} \"{}\" has no fitted mixing law: that needs finished static trials (a mixture that never changed) that give every group some weight, in at least (number of groups) + 2 different mixtures; it has {} such trial(s) in {} mixture(s), of {} trial(s)",
                 exp.id,

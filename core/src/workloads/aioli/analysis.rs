@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::mixing_law::{self, MixingLaw, Point};
-use super::{MIX_P_PREFIX, TEST_AVG_PPL, TEST_PPL_PREFIX};
+use super::{mix_p, test_ppl, MIX_P_PREFIX, TEST_AVG_PPL};
 use crate::dto::{Leaderboard, LeaderboardRow};
 
 /// One configuration's result over its seeds.
@@ -70,15 +70,18 @@ fn config_of(params: &BTreeMap<String, Value>) -> String {
     }
 }
 
+/// A row's final `test/avg_ppl`, when it reported a finite one.
+pub fn test_avg_ppl(r: &LeaderboardRow) -> Option<f64> {
+    r.summaries
+        .get(TEST_AVG_PPL)
+        .and_then(|s| s.last)
+        .filter(|x| x.is_finite())
+}
+
 pub fn analyse(board: &Leaderboard) -> AioliAnalysis {
     let mut by_config: BTreeMap<String, (Option<String>, Vec<f64>)> = BTreeMap::new();
     for r in board.rows.iter().filter(|r| r.phase.is_result()) {
-        let Some(ppl) = r
-            .summaries
-            .get(TEST_AVG_PPL)
-            .and_then(|s| s.last)
-            .filter(|x| x.is_finite())
-        else {
+        let Some(ppl) = test_avg_ppl(r) else {
             continue;
         };
         let method = r
@@ -144,13 +147,13 @@ fn static_point(r: &LeaderboardRow, groups: &[String]) -> Option<Point> {
     let mut p = Vec::with_capacity(groups.len());
     let mut loss = Vec::with_capacity(groups.len());
     for g in groups {
-        let s = r.summaries.get(&format!("{MIX_P_PREFIX}{g}"))?;
+        let s = r.summaries.get(&mix_p(g))?;
         let (lo, hi) = (s.min?, s.max?);
         if lo != hi || lo <= 0.0 {
             return None;
         }
         p.push(lo);
-        let ppl = r.summaries.get(&format!("{TEST_PPL_PREFIX}{g}"))?.last?;
+        let ppl = r.summaries.get(&test_ppl(g))?.last?;
         let l = ppl.ln();
         if !l.is_finite() {
             return None;

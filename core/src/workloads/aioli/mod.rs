@@ -122,9 +122,8 @@ pub const TEST_AVG_PPL: &str = "test/avg_ppl";
 /// Fraction of the steps so far spent in LearnParams segments.
 pub const LP_STEP_FRACTION: &str = "mix/lp_step_fraction";
 
-/// What the metrics of a group's mixture weight and test perplexity start with.
+/// What the metrics of a group's mixture weight start with.
 pub const MIX_P_PREFIX: &str = "mix/p/";
-pub const TEST_PPL_PREFIX: &str = "test/ppl/";
 
 /// The mixture's weight of `group`.
 pub fn mix_p(group: &str) -> String {
@@ -144,7 +143,7 @@ pub fn mix_a_raw(row: &str, col: &str) -> String {
 
 /// One group's test perplexity, once at the end.
 pub fn test_ppl(group: &str) -> String {
-    format!("{TEST_PPL_PREFIX}{group}")
+    format!("test/ppl/{group}")
 }
 
 const METRICS: &[MetricDoc] = &[

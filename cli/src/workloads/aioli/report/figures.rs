@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use orrery_core::dto::{Leaderboard, LeaderboardRow};
-use orrery_core::workloads::aioli::{self as a, analysis::sample_std};
+use orrery_core::workloads::aioli::{
+    self as a,
+    analysis::{sample_std, test_avg_ppl},
+};
 
 use super::load::TrialHistories;
 use super::{GROUPS, TRANSFER, UNRELATED};
@@ -49,13 +52,6 @@ pub fn pooled_std(x: &Stat, y: &Stat) -> Option<f64> {
     Some(((ss(x) + ss(y)) / (dof - 2) as f64).sqrt())
 }
 
-fn test_ppl(r: &LeaderboardRow) -> Option<f64> {
-    r.summaries
-        .get(a::TEST_AVG_PPL)
-        .and_then(|s| s.last)
-        .filter(|x| x.is_finite())
-}
-
 fn value_str(r: &LeaderboardRow, key: &str) -> Option<String> {
     r.params.get(key).map(|v| match v {
         serde_json::Value::String(s) => s.clone(),
@@ -67,7 +63,7 @@ fn value_str(r: &LeaderboardRow, key: &str) -> Option<String> {
 pub fn by_method(board: &Leaderboard, method: &str) -> BTreeMap<String, Stat> {
     let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for r in board.rows.iter().filter(|r| r.phase.is_result()) {
-        if let Some(p) = test_ppl(r) {
+        if let Some(p) = test_avg_ppl(r) {
             let m = value_str(r, "params.method").unwrap_or_else(|| method.to_string());
             out.entry(m).or_default().push(p);
         }
@@ -89,7 +85,7 @@ pub struct GridPoint {
 pub fn grid(board: &Leaderboard) -> Vec<GridPoint> {
     let mut by: BTreeMap<String, (BTreeMap<String, f64>, Vec<f64>)> = BTreeMap::new();
     for r in board.rows.iter().filter(|r| r.phase.is_result()) {
-        let (Some(p), Some(mix)) = (test_ppl(r), r.params.get("params.proportions")) else {
+        let (Some(p), Some(mix)) = (test_avg_ppl(r), r.params.get("params.proportions")) else {
             continue;
         };
         let Ok(m) = serde_json::from_value::<BTreeMap<String, f64>>(mix.clone()) else {
