@@ -171,6 +171,7 @@ fn main() -> ExitCode {
         device,
         checkpoint_dir: Some(args.workdir.join("checkpoint")),
         progress: args.progress,
+        span: Default::default(),
     };
     let result = workloads::run(&cfg, &env, &reporter);
     let stats = reporter.finish();

@@ -172,3 +172,93 @@ fn a_dml_trial_without_its_resolved_mixture_is_refused() {
         "{stderr}"
     );
 }
+
+/// A small config with `params` (YAML flow map) written as `name`.json in `dir`.
+fn small_config(dir: &Path, name: &str, steps: u64, params: &str) -> std::path::PathBuf {
+    let text = format!(
+        "apiVersion: orrery.dev/v1alpha1\nkind: Experiment\nmetadata: {{name: mix}}\nspec:\n  \
+        workload: aioli\n  objective: {{metric: eval/avg_ppl, goal: minimize}}\n  \
+        model: {{layers: 1, d_model: 32, heads: 2, seq_len: 32}}\n  \
+        data: {{corpus: \"builtin:mixing\", group_bytes: 20000}}\n  \
+        training: {{steps: {steps}, batch_size: 8, lr: 0.003, warmup_steps: 5, log_every: 10, \
+        eval_every: 10, eval_batches: 1, checkpoint_every: 15}}\n  params: {params}\n"
+    );
+    let cfg = orrery_core::load_spec(&text).unwrap().trials[0]
+        .config()
+        .unwrap();
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string(&cfg).unwrap()).unwrap();
+    path
+}
+
+/// DoReMi inside one trial: the reference is exactly the stratified trial of the same seed, the
+/// proxy's weights are mixtures that move, the trial's model trains statically on their average,
+/// and a resume from the trial model's checkpoint goes straight to it with the same mixture.
+#[test]
+fn a_doremi_trial_trains_its_reference_and_proxy_then_resumes_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let groups = ["easy", "hard", "shared"];
+    let stratified = small_config(dir.path(), "stratified", 30, "{method: stratified}");
+    let strat = attempt(&stratified, &dir.path().join("stratified"));
+    let config = small_config(
+        dir.path(),
+        "doremi",
+        40,
+        "{method: doremi, doremi: {reference_steps: 30, proxy_steps: 20, step_size: 1.0}}",
+    );
+    let work = dir.path().join("doremi");
+    let first = attempt(&config, &work);
+
+    // The reference: the stratified trial of this seed, step for step.
+    for step in [0, 10, 20, 30] {
+        let want = strat[&("eval/avg_ppl".into(), step)];
+        let got = first[&("doremi/reference/eval/avg_ppl".into(), step)];
+        assert!(
+            (got - want).abs() <= 1e-9 * want,
+            "step {step}: {got} vs {want}"
+        );
+    }
+    // The proxy: mixtures at every log step, the uniform one at step 0, excess losses ≥ 0.
+    let mut moved = false;
+    for step in [0, 10, 20] {
+        let w: Vec<f64> = groups
+            .iter()
+            .map(|g| first[&(format!("doremi/proxy/mix/p/{g}"), step)])
+            .collect();
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{w:?}");
+        assert!(
+            w.iter().all(|x| *x >= 1e-3 / 3.0),
+            "smoothing keeps {w:?} above ε/m"
+        );
+        moved |= w.iter().any(|x| (x - 1.0 / 3.0).abs() > 1e-3);
+        if step > 0 {
+            assert!(groups
+                .iter()
+                .all(|g| first[&(format!("doremi/proxy/mix/excess/{g}"), step)] >= 0.0));
+        }
+    }
+    assert!(moved, "the excess losses move the proxy's weights");
+    // The trial's model: one mixture, from step 0, that sums to 1 and is not uniform.
+    let p: Vec<f64> = groups
+        .iter()
+        .map(|g| first[&(format!("mix/p/{g}"), 0)])
+        .collect();
+    assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{p:?}");
+    assert!(p.iter().any(|x| (x - 1.0 / 3.0).abs() > 1e-3), "{p:?}");
+    assert_eq!(at(&first, "mix/p/easy").len(), 1, "a static mixture");
+    assert!(first.contains_key(&("test/avg_ppl".into(), 40)));
+
+    // A second attempt resumes from the trial model's checkpoint of step 30: no reference or
+    // proxy again, and the same points after it.
+    let second = attempt(&config, &work);
+    assert!(second.keys().all(|(n, _)| !n.starts_with("doremi/")));
+    assert_eq!(second[&("sys/resumed_from_step".into(), 30)], 30.0);
+    for ((name, step), v) in second.iter().filter(|((_, s), _)| *s > 30) {
+        assert_eq!(
+            first.get(&(name.clone(), *step)),
+            Some(v),
+            "{name} at {step}"
+        );
+    }
+    assert!(second.contains_key(&("test/avg_ppl".into(), 40)));
+}

@@ -118,6 +118,7 @@ fn run(toy: &mut Toy, steps: u64, dir: &Path) -> (TrialResult, BTreeMap<String, 
         device: Device::Cpu,
         checkpoint_dir: Some(dir.join("checkpoint")),
         progress: false,
+        span: Default::default(),
     };
     let result = train::run(toy, &config(steps), &env, &rep).unwrap();
     rep.finish();

@@ -54,6 +54,18 @@ pub struct RunEnv {
     pub checkpoint_dir: Option<PathBuf>,
     /// Print one JSON progress line per logged step on stdout (read by the local executor).
     pub progress: bool,
+    /// Where this run's steps fall among the trial's, for the progress lines.
+    pub span: StepSpan,
+}
+
+/// A trial that trains several models one after the other (DoReMi: a reference, a proxy, then
+/// its own) reports one count over all of them: this run's step `s` is the trial's step
+/// `before + s` of `total`. The default is a trial of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepSpan {
+    pub before: u64,
+    /// All the trial's steps; `None`: this run's.
+    pub total: Option<u64>,
 }
 
 /// The loss of one training step, with the parts of it to log beside `train/loss`. All stay on
@@ -323,7 +335,9 @@ fn train(
             };
             w.log_update(&update, rep);
             if env.progress {
-                progress_line(progress.step, t.steps, total);
+                let span = env.span;
+                let of = span.total.unwrap_or(t.steps);
+                progress_line(span.before + progress.step, of, total);
             }
         }
         if (eval_now || checkpoint_now) && !log_now {

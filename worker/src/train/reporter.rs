@@ -52,7 +52,10 @@ enum Msg {
 
 pub struct Reporter {
     tx: Sender<Msg>,
-    handle: JoinHandle<ReportStats>,
+    /// The delivering thread; `None` in a [`Reporter::scoped`] view of another reporter.
+    handle: Option<JoinHandle<ReportStats>>,
+    /// Put before every name this reporter logs (empty but in a scoped view).
+    prefix: String,
 }
 
 fn now_secs() -> f64 {
@@ -218,12 +221,27 @@ impl Reporter {
                 s.stats
             })
             .expect("spawn the metric reporter thread");
-        Reporter { tx, handle }
+        Reporter {
+            tx,
+            handle: Some(handle),
+            prefix: String::new(),
+        }
+    }
+
+    /// A view that logs through this reporter with `prefix` before every name: a trial that
+    /// trains auxiliary models first (DoReMi's reference and proxy) runs them through the shared
+    /// loop, and their `train/loss`, `eval/…` land under their own names.
+    pub fn scoped(&self, prefix: &str) -> Reporter {
+        Reporter {
+            tx: self.tx.clone(),
+            handle: None,
+            prefix: format!("{}{prefix}", self.prefix),
+        }
     }
 
     pub fn log(&self, name: &str, step: i64, value: f64) {
         let _ = self.tx.send(Msg::Point(MetricPoint {
-            name: name.to_string(),
+            name: format!("{}{name}", self.prefix),
             step,
             value,
             wall_time: now_secs(),
@@ -240,10 +258,14 @@ impl Reporter {
         }
     }
 
-    /// Flushes everything, waiting up to `final_wait` for an unreachable API.
+    /// Flushes everything, waiting up to `final_wait` for an unreachable API. A scoped view has
+    /// nothing of its own to finish (its reporter delivers its points).
     pub fn finish(self) -> ReportStats {
+        let Some(handle) = self.handle else {
+            return ReportStats::default();
+        };
         let _ = self.tx.send(Msg::Finish);
-        self.handle.join().unwrap_or_else(|_| {
+        handle.join().unwrap_or_else(|_| {
             tracing::error!(
                 "the metric reporter thread panicked; undelivered points may be in the spill file"
             );

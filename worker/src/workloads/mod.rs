@@ -7,6 +7,7 @@ pub mod stability;
 use tch::{nn, Device};
 
 use orrery_core::spec::TrialConfig;
+use orrery_core::workloads::aioli::Method;
 use orrery_core::workloads::Params;
 
 use crate::data::{self, Group};
@@ -23,6 +24,7 @@ pub fn run(cfg: &TrialConfig, env: &RunEnv, rep: &Reporter) -> Result<TrialResul
             env,
             rep,
         ),
+        Params::Aioli(p) if p.method == Method::Doremi => aioli::doremi::run(cfg, p, env, rep),
         Params::Aioli(p) => train::run(&mut aioli::Aioli::new(cfg, p, env.device)?, cfg, env, rep),
     }
 }

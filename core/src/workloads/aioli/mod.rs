@@ -2,9 +2,10 @@
 //! for Language Model Data Mixing*, arXiv 2411.05735; the method as implemented:
 //! `docs/workloads/aioli.md`). A trial trains the decoder from scratch on a fixed token budget drawn
 //! from several data groups, the mixture over groups set by one method — `stratified` (uniform),
-//! `static` (a given mixture) or `aioli` (learned online: a round of short one-group training
+//! `static` (a given mixture), `aioli` (learned online: a round of short one-group training
 //! segments estimates how training on each group moves every group's validation loss, and an
-//! exponentiated-gradient step moves the mixture) — and reports the mixture, the estimated
+//! exponentiated-gradient step moves the mixture), `dml` (static at a mixing law's optimum) or
+//! `doremi` (static at the average weights of a proxy trained against a reference) — and reports the mixture, the estimated
 //! interaction matrix and each group's validation and test perplexity. Its analysis compares
 //! the methods' average test perplexity over seeds ([`analysis`]).
 
@@ -51,10 +52,15 @@ pub enum Method {
     /// (`dml.from_experiment`), which the server resolves into `proportions` when the experiment
     /// is registered.
     Dml,
+    /// DoReMi (Xie et al., arXiv 2305.10429) inside the trial: a reference model trained on the
+    /// stratified mixture, a proxy trained on the group losses weighted by weights that follow
+    /// its excess loss over the reference, then the trial's model trained statically on the
+    /// proxy's average weights.
+    Doremi,
 }
 
 impl Method {
-    pub const NAMES: &'static [&'static str] = &["stratified", "static", "aioli", "dml"];
+    pub const NAMES: &'static [&'static str] = &["stratified", "static", "aioli", "dml", "doremi"];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -62,12 +68,15 @@ impl Method {
             Method::Static => "static",
             Method::Aioli => "aioli",
             Method::Dml => "dml",
+            Method::Doremi => "doremi",
         }
     }
 }
 
-/// An EMA coefficient: in [0, 1).
+/// An EMA coefficient (or DoReMi's smoothing): in [0, 1).
 const EMA: Ty = NUM.ge(0.0).lt(1.0);
+/// A step count that defaults to `training.steps`.
+const STEPS: Ty = int(1, i64::MAX);
 
 crate::declare_fields! {
     /// Aioli's own settings (`params.aioli`; defaults: the paper's two-group setting).
@@ -100,18 +109,44 @@ crate::declare_fields! {
 }
 
 crate::declare_fields! {
+    /// The `doremi` method's settings (`params.doremi`; defaults: the reference trainer's).
+    pub struct DoremiSettings {
+        step_size: f64 = 1.0, NUM.gt(0.0),
+            "step size μ of the update log w ← log w + μ·max(L − L_ref, 0) (the reference scripts use 0.01 at their scale)";
+        smoothing: f64 = 1.0e-3, EMA,
+            "ε in w ← (1 − ε)·softmax(log w) + ε/groups, which keeps every group's weight above ε/groups";
+        reference_steps: Option<u64> = None, Ty::Opt(&STEPS),
+            "steps of the reference model, trained on the stratified mixture (null: training.steps)";
+        proxy_steps: Option<u64> = None, Ty::Opt(&STEPS),
+            "steps of the proxy model whose weights are averaged into the mixture (null: training.steps)";
+    }
+}
+
+impl DoremiSettings {
+    /// The reference's and the proxy's steps for a trial of `steps` training steps.
+    pub fn phase_steps(&self, steps: u64) -> (u64, u64) {
+        (
+            self.reference_steps.unwrap_or(steps),
+            self.proxy_steps.unwrap_or(steps),
+        )
+    }
+}
+
+crate::declare_fields! {
     /// The `params` of an aioli trial.
     pub struct AioliParams {
         method: Method = Method::Stratified, Ty::OneOf(Method::NAMES),
-            "how the mixture is set: stratified (uniform), static (proportions), aioli (learned online) or dml (static at a fitted mixing law's optimum)";
+            "how the mixture is set: stratified (uniform), static (proportions), aioli (learned online), dml (static at a fitted mixing law's optimum) or doremi (static at the average weights of a proxy trained against a reference)";
         proportions: Option<BTreeMap<String, f64>> = None, Ty::Mixture,
             "{group: weight}: static's mixture; the prior held for prior_steps; for dml, set by the server from the law";
         prior_steps: u64 = 0, int(0, i64::MAX),
-            "hold proportions this many steps first (the restricted setting), then the method (aioli learns from uniform)";
+            "hold proportions this many steps first (the restricted setting), then the method (aioli learns from uniform; doremi's reference and proxy do not use the prior)";
         aioli: AioliSettings = AioliSettings::default(), Ty::Group(AioliSettings::FIELDS),
             "aioli's settings";
         dml: DmlSettings = DmlSettings::default(), Ty::Group(DmlSettings::FIELDS),
             "dml's settings";
+        doremi: DoremiSettings = DoremiSettings::default(), Ty::Group(DoremiSettings::FIELDS),
+            "doremi's settings";
     }
 }
 
@@ -141,6 +176,17 @@ pub fn mix_a_raw(row: &str, col: &str) -> String {
     format!("mix/A_raw/{row}/{col}")
 }
 
+/// What the metrics of DoReMi's reference model start with (its own `train/…`, `eval/…`).
+pub const DOREMI_REFERENCE: &str = "doremi/reference/";
+/// What the metrics of DoReMi's proxy model start with: its `train/…` and `eval/…`, its weights
+/// `doremi/proxy/mix/p/<group>` and excess losses `doremi/proxy/mix/excess/<group>`.
+pub const DOREMI_PROXY: &str = "doremi/proxy/";
+
+/// DoReMi's excess loss of `group` over the reference (in the proxy's metrics).
+pub fn mix_excess(group: &str) -> String {
+    format!("mix/excess/{group}")
+}
+
 /// One group's test perplexity, once at the end.
 pub fn test_ppl(group: &str) -> String {
     format!("test/ppl/{group}")
@@ -152,13 +198,17 @@ const METRICS: &[MetricDoc] = &[
     MetricDoc { name: "mix/A/{row}/{column}", doc: "aioli: the interaction matrix the update used (de-mixed, normalised), per round" },
     MetricDoc { name: "mix/A_raw/{row}/{column}", doc: "aioli: the raw estimate Â: drop of row's validation loss per segment on column, per round" },
     MetricDoc { name: LP_STEP_FRACTION, doc: "aioli: fraction of the steps so far spent in LearnParams segments" },
+    MetricDoc { name: "doremi/reference/{metric}", doc: "doremi: the reference model's own train/ and eval/ metrics (its steps are its own)" },
+    MetricDoc { name: "doremi/proxy/mix/p/{group}", doc: "doremi: the proxy's weight of a group (at every log step); the trial's mix/p is their average" },
+    MetricDoc { name: "doremi/proxy/mix/excess/{group}", doc: "doremi: max(L − L_ref, 0) of a group on the step's batch (at every log step)" },
+    MetricDoc { name: "doremi/proxy/{metric}", doc: "doremi: the proxy model's own train/ and eval/ metrics" },
     MetricDoc { name: "test/ppl/{group}", doc: "a group's test perplexity, at the end" },
     MetricDoc { name: TEST_AVG_PPL, doc: "mean over groups of the test perplexity, at the end (reported, not ranked on)" },
 ];
 
 impl WorkloadKind for Aioli {
     const NAME: &'static str = "aioli";
-    const ABOUT: &'static str = "trains the decoder on a mixture of data groups set by stratified, static or Aioli's online mixing, and reports each group's perplexity (Chen et al. 2024)";
+    const ABOUT: &'static str = "trains the decoder on a mixture of data groups set by stratified, static, Aioli's online mixing, a fitted mixing law (dml) or DoReMi, and reports each group's perplexity (Chen et al. 2024)";
     type Params = AioliParams;
     type Analysis = AioliAnalysis;
 
@@ -291,6 +341,23 @@ impl WorkloadKind for Aioli {
                 });
             }
         }
+        if p.method == Method::Doremi {
+            let batch = sections
+                .get("training")
+                .and_then(|t| t.get("batch_size"))
+                .and_then(Value::as_u64)
+                .unwrap_or(crate::spec::TrainingSpec::default().batch_size as u64);
+            if (batch as usize) < groups.len() {
+                out.push(CrossFieldError {
+                    path: at("method"),
+                    message: format!(
+                        "doremi compares every group's loss on each stratified batch, so training.batch_size ({batch}) must be at least the number of groups ({})",
+                        groups.len()
+                    ),
+                    involved: &["params.method", "training.batch_size", "data.groups"],
+                });
+            }
+        }
         if p.prior_steps >= steps {
             out.push(CrossFieldError {
                 path: at("prior_steps"),
@@ -325,19 +392,25 @@ mod tests {
         training: {steps: 1000, batch_size: 32, lr: 1.0e-3, warmup_steps: 50}\n  \
         params:\n    method: aioli\n    proportions: null\n    prior_steps: 0\n    \
         aioli: {update_steps: 250, lp_rounds: 4, lp_steps: 4, eta: 0.2, one_hot_factor: 0.625,\n            \
-        ema: EMA, normalize_a: true, diagonal: false}\n  \
-        search:\n    space:\n      params.method: {values: [stratified, aioli]}\n    seeds: 5\n";
+        ema: EMA, normalize_a: true, diagonal: false}\n    \
+        doremi: {step_size: 1.0, smoothing: 1.0e-3}\n  \
+        search:\n    space:\n      params.method: {values: [stratified, aioli, doremi]}\n    seeds: 5\n";
 
     #[test]
     fn the_issues_spec_reads_with_its_nulls() {
         let s = crate::load_spec(&SPEC.replace("EMA", "null")).unwrap();
-        assert_eq!(s.trials.len(), 10);
+        assert_eq!(s.trials.len(), 15);
         let cfg = s.trials[9].config().unwrap();
         let p = cfg.params.of::<Aioli>().unwrap();
         assert_eq!(
             (p.method, p.aioli.ema, p.proportions.clone()),
             (Method::Aioli, None, None)
         );
+        let cfg = s.trials[14].config().unwrap();
+        let p = cfg.params.of::<Aioli>().unwrap();
+        assert_eq!(p.method, Method::Doremi);
+        assert_eq!((p.doremi.step_size, p.doremi.smoothing), (1.0, 1.0e-3));
+        assert_eq!(p.doremi.phase_steps(1000), (1000, 1000));
         let s = crate::load_spec(&SPEC.replace("EMA", "0.1")).unwrap();
         let p = s.trials[0].config().unwrap();
         assert_eq!(p.params.of::<Aioli>().unwrap().aioli.ema, Some(0.1));

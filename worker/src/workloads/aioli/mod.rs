@@ -7,8 +7,11 @@
 //! measured after each segment and their drops summed into Â — then Â is averaged, de-mixed (or
 //! reduced to its diagonal), normalised, and the mixture updated by exponentiated gradient; the
 //! rest of the round trains on it. LearnParams steps are training steps. The update maths is in
-//! [`update`]; [`schedule`] says what each step does.
+//! [`update`]; [`schedule`] says what each step does. `dml` trains statically on a mixture the
+//! server resolved; [`doremi`] trains a reference and a proxy first, then this workload statically
+//! on the proxy's average weights.
 
+pub mod doremi;
 pub mod schedule;
 pub mod update;
 
@@ -49,6 +52,9 @@ pub struct Aioli {
     a_sum: Tensor,
     l_prev: Tensor,
     a_bar: Tensor,
+    /// doremi: the mixture after the prior (the proxy's average weights), checkpointed with the
+    /// rest so a resumed trial need not train the proxy again.
+    learned: Tensor,
     /// Metrics measured inside a step, logged when the step is done (`after_step`).
     pending: Vec<(String, i64, f64)>,
 }
@@ -102,7 +108,7 @@ impl Aioli {
             return Err(crate::data::DataError::UnresolvedMixture(from).into());
         }
         // The mixture at step 0: the prior (held for prior_steps) or static's (dml's is static at
-        // the law's optimum), else uniform.
+        // the law's optimum), else uniform (doremi's until `set_learned`).
         let start = match (&given, params.method) {
             (Some(p), _) if params.prior_steps > 0 => p.clone(),
             (Some(p), Method::Static | Method::Dml) => p.clone(),
@@ -126,8 +132,22 @@ impl Aioli {
             a_sum: host(&vec![0.0; m * m]),
             l_prev: host(&vec![0.0; m]),
             a_bar: host(&vec![0.0; m * m]),
+            learned: host(&vec![1.0 / m as f64; m]),
             pending: Vec::new(),
         })
+    }
+
+    /// doremi: the mixture to train on after the prior (from step 0 without one).
+    pub fn set_learned(&mut self, w: &[f64]) {
+        write(&self.learned, w);
+        if self.params.prior_steps == 0 {
+            write(&self.p, w);
+        }
+    }
+
+    /// The trained model (DoReMi's reference, once trained).
+    pub fn into_model(self) -> Gpt {
+        self.model
     }
 
     /// Each group's validation loss now.
@@ -223,15 +243,23 @@ impl Aioli {
         if step < self.params.prior_steps {
             return self.given.clone();
         }
-        if step == self.params.prior_steps && step > 0 && self.params.method == Method::Stratified {
-            // The prior is over: stratified's rows are round-robin again.
+        if step == self.params.prior_steps && step > 0 {
+            // The prior is over: stratified's rows are round-robin again; doremi trains on its
+            // learned mixture.
             let m = self.groups.len();
-            write(&self.p, &vec![1.0 / m as f64; m]);
-            self.queue_mixture(step as i64);
+            let next = match self.params.method {
+                Method::Stratified => Some(vec![1.0 / m as f64; m]),
+                Method::Doremi => Some(read(&self.learned)),
+                _ => None,
+            };
+            if let Some(p) = next {
+                write(&self.p, &p);
+                self.queue_mixture(step as i64);
+            }
         }
         match self.params.method {
             Method::Stratified => None,
-            Method::Static | Method::Dml => Some(read(&self.p)),
+            Method::Static | Method::Dml | Method::Doremi => Some(read(&self.p)),
             Method::Aioli => match self.schedule.phase(step) {
                 Phase::Prior => self.given.clone(),
                 Phase::Segment {
@@ -294,10 +322,7 @@ impl Workload for Aioli {
     }
 
     fn evaluate(&mut self) -> Evaluation {
-        let mut e = eval::evaluate(&self.model, &self.validation);
-        let ppl = mean_ppl(&e.per_group);
-        e.extra.push((a::EVAL_AVG_PPL.into(), ppl));
-        e
+        evaluate_mixing(&self.model, &self.validation)
     }
 
     fn log_state(&mut self, step: i64, rep: &Reporter) {
@@ -326,16 +351,29 @@ impl Workload for Aioli {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        [
+        let mut state = vec![
             ("aioli.p", &self.p),
             ("aioli.a_sum", &self.a_sum),
             ("aioli.l_prev", &self.l_prev),
             ("aioli.a_bar", &self.a_bar),
-        ]
-        .into_iter()
-        .map(|(n, t)| (n.to_string(), t.shallow_clone()))
-        .collect()
+        ];
+        if self.params.method == Method::Doremi {
+            state.push(("aioli.learned", &self.learned));
+        }
+        state
+            .into_iter()
+            .map(|(n, t)| (n.to_string(), t.shallow_clone()))
+            .collect()
     }
+}
+
+/// A mixing trial's evaluation: each group's validation loss and their mean perplexity (the
+/// objective, `eval/avg_ppl`).
+fn evaluate_mixing(model: &Gpt, validation: &[(String, Vec<data::Batch>)]) -> Evaluation {
+    let mut e = eval::evaluate(model, validation);
+    let ppl = mean_ppl(&e.per_group);
+    e.extra.push((a::EVAL_AVG_PPL.into(), ppl));
+    e
 }
 
 /// Mean over groups of exp(loss).
