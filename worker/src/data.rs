@@ -291,6 +291,11 @@ fn windows(
     }
 }
 
+/// The group of row `row` in a round-robin (stratified) batch over `groups` groups.
+pub fn round_robin_group(row: usize, groups: usize) -> usize {
+    row % groups
+}
+
 /// The windows of step `step`'s training batch, `(group, offset)` per row: a function of (seed,
 /// step) only, so a resumed run sees exactly the batches it would have seen. Groups are mixed
 /// uniformly (round-robin rows).
@@ -306,7 +311,7 @@ fn train_offsets(
     rng.set_stream(step);
     (0..batch_size)
         .map(|i| {
-            let g = i % train_lens.len();
+            let g = round_robin_group(i, train_lens.len());
             (g, rng.gen_range(0..train_lens[g] - seq_len))
         })
         .collect()

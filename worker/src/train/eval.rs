@@ -4,6 +4,7 @@
 use tch::{Device, Kind, Tensor};
 
 use orrery_core::metrics as m;
+use orrery_core::spec::TrialConfig;
 
 use super::read_back;
 use super::reporter::Reporter;
@@ -19,15 +20,17 @@ pub struct Evaluation {
     pub extra: Vec<(String, f64)>,
 }
 
-/// The fixed batches of each group's `split` that every evaluation of a trial uses.
+/// The fixed batches of each group's `split` that every evaluation of a trial uses: the trial's
+/// `training.eval_batches` batches of `training.batch_size` windows of `model.seq_len`.
 pub fn batches(
     groups: &[Group],
     split: Split,
-    count: usize,
-    batch_size: usize,
-    seq_len: usize,
+    cfg: &TrialConfig,
     device: Device,
 ) -> Vec<(String, Vec<Batch>)> {
+    let t = &cfg.training;
+    let (count, batch_size) = (t.eval_batches as usize, t.batch_size as usize);
+    let seq_len = cfg.model.seq_len as usize;
     groups
         .iter()
         .map(|g| {

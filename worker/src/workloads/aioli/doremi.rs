@@ -132,7 +132,7 @@ pub fn reweight(w: &Tensor, excess: &Tensor, step_size: f64, smoothing: f64) -> 
 }
 
 /// Each group's mean token loss in a stratified batch: row r of the batch is group `rows[r]`, and
-/// `counts[g]` rows are group g's. `[m]`, f32 (f64 on the host is not needed: m numbers).
+/// `counts[g]` rows are group g's. `[m]`, f32, on the device.
 fn group_losses(logits: &Tensor, targets: &Tensor, rows: &Tensor, counts: &Tensor) -> Tensor {
     let (b, t, v) = logits.size3().expect("logits are [batch, seq_len, vocab]");
     let logp = logits.view([-1, v]).log_softmax(-1, Kind::Float);
@@ -149,7 +149,8 @@ pub struct Proxy {
     train: TrainData,
     validation: Vec<(String, Vec<data::Batch>)>,
     groups: Vec<String>,
-    /// Row r of a stratified batch is group r mod m: that index per row, and each group's rows.
+    /// Each row's group in a stratified batch ([`data::round_robin_group`]) and each group's
+    /// number of rows.
     rows: Tensor,
     counts: Tensor,
     settings: DoremiSettings,
@@ -177,15 +178,10 @@ impl Proxy {
         let super::super::FromScratch { groups, vs, model } =
             super::super::from_scratch(cfg, model, device)?;
         let m = groups.len();
-        let validation = eval::batches(
-            &groups,
-            Split::Validation,
-            t.eval_batches as usize,
-            batch_size,
-            seq_len,
-            device,
-        );
-        let row_group: Vec<i64> = (0..batch_size).map(|r| (r % m) as i64).collect();
+        let validation = eval::batches(&groups, Split::Validation, cfg, device);
+        let row_group: Vec<i64> = (0..batch_size)
+            .map(|r| data::round_robin_group(r, m) as i64)
+            .collect();
         let counts: Vec<f32> = (0..m)
             .map(|g| row_group.iter().filter(|&&x| x == g as i64).count() as f32)
             .collect();

@@ -86,16 +86,7 @@ impl Aioli {
         let super::FromScratch { groups, vs, model } = super::from_scratch(cfg, model, device)?;
         let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
         let m = names.len();
-        let batches = |split| {
-            eval::batches(
-                &groups,
-                split,
-                t.eval_batches as usize,
-                batch_size,
-                seq_len,
-                device,
-            )
-        };
+        let batches = |split| eval::batches(&groups, split, cfg, device);
         let (validation, test) = (batches(Split::Validation), batches(Split::Test));
         let given = params.proportions.as_ref().map(|mix| {
             names

@@ -56,14 +56,7 @@ impl Stability {
         let batch_size = t.batch_size as usize;
         let super::FromScratch { groups, vs, model } =
             super::from_scratch(cfg, model_config(cfg, params, device), device)?;
-        let eval = eval::batches(
-            &groups,
-            Split::Validation,
-            t.eval_batches as usize,
-            batch_size,
-            seq_len,
-            device,
-        );
+        let eval = eval::batches(&groups, Split::Validation, cfg, device);
         let probe_seed = cfg.data.seed ^ 0x70726f6265;
         let probe = data::train_batch(&groups, probe_seed, u64::MAX, PROBE_ROWS, seq_len, device);
         let train = TrainData::new(&groups, seq_len, device);
