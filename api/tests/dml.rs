@@ -116,7 +116,9 @@ async fn dml_trains_at_the_fitted_optimum(db: Db) {
     let dml_trials = store.trials(exp.id).await.unwrap();
     assert_eq!(dml_trials.len(), 2);
     let board = store.leaderboard(grid.id).await.unwrap();
-    let law_fit = a::analysis::analyse(&board).mixing_law.unwrap();
+    let law_fit = a::analysis::analyse(&board, &Default::default())
+        .mixing_law
+        .unwrap();
     assert!(law_fit.groups.iter().all(|g| g.r2 > 0.9999), "{law_fit:?}");
     for t in &dml_trials {
         let p = t.config.params.of::<Aioli>().unwrap();

@@ -175,12 +175,17 @@ fn read_spec(path: &std::path::Path) -> Result<(String, orrery_core::LoadedSpec)
     }
 }
 
-fn print_results(board: &Leaderboard, top: usize) {
+/// The leaderboard and, after it, the workload's summary of its analysis.
+async fn print_results(store: &Store, board: &Leaderboard, top: usize) -> anyhow::Result<()> {
     println!("{}", table::leaderboard(board, top));
     match board.experiment.workload.parse::<Workload>() {
-        Ok(w) => println!("\n{}", workloads::of(w).summary(board)),
+        Ok(w) => {
+            let (board, analysis) = store.analysis(board.experiment.id).await?;
+            println!("\n{}", workloads::of(w).summary(&board, &analysis));
+        }
         Err(e) => eprintln!("note: {e}; its summary is left out"),
     }
+    Ok(())
 }
 
 /// The workload of a stored experiment; one this binary does not know is bad input (exit 2).
@@ -301,7 +306,7 @@ async fn cmd_run(
         started.elapsed().as_secs_f64(),
         board.experiment.message.clone().unwrap_or_default()
     );
-    print_results(&board, top);
+    print_results(&store, &board, top).await?;
     Ok(match phase {
         ExperimentPhase::Succeeded => ExitCode::SUCCESS,
         ExperimentPhase::Cancelled => ExitCode::from(130),
@@ -396,8 +401,8 @@ async fn main() -> anyhow::Result<ExitCode> {
                 Ok(w) => workloads::of(w),
                 Err(code) => return Ok(code),
             };
-            let board = store.leaderboard(exp.id).await?;
-            let charts = workload.charts(&board);
+            let (board, analysis) = store.analysis(exp.id).await?;
+            let charts = workload.charts(&board, &analysis);
             if charts.is_empty() {
                 eprintln!(
                     "error: experiment {} \"{}\" has nothing to plot yet (it needs {})",
@@ -466,7 +471,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                     c.cancelled,
                     exp.message.map(|m| format!(": {m}")).unwrap_or_default()
                 );
-                print_results(&board, top);
+                print_results(&store, &board, top).await?;
             }
             Ok(ExitCode::SUCCESS)
         }

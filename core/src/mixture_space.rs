@@ -4,6 +4,7 @@
 //!
 //! ```yaml
 //! params.proportions: {simplex: {step: 0.25}}   # grid: every mixture whose weights are multiples of 0.25
+//! params.proportions: {simplex: {step: 0.125, min: 0.125}}  # ... and each at least 0.125
 //! params.proportions: {dirichlet: {alpha: 1.0}} # random: p ~ Dirichlet(alpha, ..., alpha)
 //! ```
 //!
@@ -41,29 +42,64 @@ pub fn simplex_count(groups: usize, k: u64) -> u128 {
     c
 }
 
+/// How many steps of `1/k` a simplex's `min` weight is, when it is a whole number of them.
+pub fn simplex_floor(min: f64, k: u64) -> Option<u64> {
+    if min.is_nan() || min < 0.0 {
+        return None;
+    }
+    let j = (min * k as f64).round();
+    ((j / k as f64 - min).abs() < 1e-9).then_some(j as u64)
+}
+
+/// The number of points of the simplex grid with `k` divisions over `groups` groups whose every
+/// weight is at least `floor/k`: the grid of `k − groups·floor` divisions, shifted (0 when the
+/// floors alone exceed 1).
+pub fn simplex_count_from(groups: usize, k: u64, floor: u64) -> u128 {
+    match k.checked_sub(floor.saturating_mul(groups as u64)) {
+        Some(free) => simplex_count(groups, free),
+        None => 0,
+    }
+}
+
 /// Every mixture over `groups` whose weights are multiples of `1/k`, in lexicographic order of
 /// the weights (the first group's weight varies slowest).
 pub fn simplex_points(groups: &[String], k: u64) -> Vec<Value> {
+    simplex_points_from(groups, k, 0)
+}
+
+/// [`simplex_points`] whose every weight is at least `floor/k` (a mixture that never trains on a
+/// group tells a mixing law nothing of that group's returns).
+pub fn simplex_points_from(groups: &[String], k: u64, floor: u64) -> Vec<Value> {
     let mut out = Vec::new();
+    let Some(free) = k.checked_sub(floor.saturating_mul(groups.len() as u64)) else {
+        return out;
+    };
     let mut parts = vec![0u64; groups.len()];
-    fill(groups, k, 0, k, &mut parts, &mut out);
+    fill(groups, (k, floor), 0, free, &mut parts, &mut out);
     out
 }
 
-fn fill(groups: &[String], k: u64, i: usize, left: u64, parts: &mut [u64], out: &mut Vec<Value>) {
+fn fill(
+    groups: &[String],
+    (k, floor): (u64, u64),
+    i: usize,
+    left: u64,
+    parts: &mut [u64],
+    out: &mut Vec<Value>,
+) {
     if i + 1 == parts.len() {
         parts[i] = left;
         let m: Map<String, Value> = groups
             .iter()
             .zip(parts.iter())
-            .map(|(g, &c)| (g.clone(), json!(tidy_fraction(c, k))))
+            .map(|(g, &c)| (g.clone(), json!(tidy_fraction(c + floor, k))))
             .collect();
         out.push(Value::Object(m));
         return;
     }
     for c in 0..=left {
         parts[i] = c;
-        fill(groups, k, i + 1, left - c, parts, out);
+        fill(groups, (k, floor), i + 1, left - c, parts, out);
     }
 }
 
@@ -155,6 +191,24 @@ mod tests {
         assert_eq!(simplex_count(4, 3), 20);
         assert_eq!(simplex_count(2, 1), 2);
         assert_eq!(simplex_count(40, 1_000_000), u128::MAX);
+        // Each weight ≥ 1/8 of 3 groups: 5/8 left to share in eighths, C(7, 2) = 21 mixtures.
+        assert_eq!(simplex_floor(0.125, 8), Some(1));
+        assert_eq!(simplex_floor(0.1, 8), None);
+        assert_eq!(simplex_floor(0.0, 8), Some(0));
+        assert_eq!(simplex_count_from(3, 8, 1), 21);
+        let floored = simplex_points_from(&names(3), 8, 1);
+        assert_eq!(floored.len(), 21);
+        assert_eq!(
+            floored[0],
+            json!({"easy": 0.125, "hard": 0.125, "shared": 0.75})
+        );
+        assert!(floored.iter().all(|p| p
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|w| w.as_f64().unwrap() >= 0.125)));
+        assert_eq!(simplex_count_from(3, 2, 1), 0);
+        assert!(simplex_points_from(&names(3), 2, 1).is_empty());
         let third = &simplex_points(&names(3), 3)[1];
         assert_eq!(third["hard"], json!(0.333333333333));
         for p in simplex_points(&names(4), 3) {

@@ -153,11 +153,13 @@ fn discrete_values(ty: Ty, dim: &Value, groups: &[String]) -> Option<Vec<Value>>
     if let Some(vs) = dim.get("values").and_then(Value::as_array) {
         return Some(vs.clone());
     }
-    if let Some(step) = dim.get("simplex").and_then(|s| s.get("step")?.as_f64()) {
-        return Some(mixture_space::simplex_points(
-            groups,
-            mixture_space::simplex_divisions(step)?,
-        ));
+    if let Some(simplex) = dim.get("simplex") {
+        let k = mixture_space::simplex_divisions(simplex.get("step")?.as_f64()?)?;
+        let floor = match simplex.get("min") {
+            Some(min) => mixture_space::simplex_floor(min.as_f64()?, k)?,
+            None => 0,
+        };
+        return Some(mixture_space::simplex_points_from(groups, k, floor));
     }
     for form in ["range", "log_range"] {
         if let Some(b) = dim.get(form).and_then(Value::as_array) {

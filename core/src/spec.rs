@@ -482,7 +482,9 @@ pub enum SearchKind {
 pub struct SearchSpec {
     pub kind: SearchKind,
     /// Dotted field path → dimension (kept as written; [`crate::search`] interprets it).
-    #[serde(default)]
+    // Left out when empty: a `list` search refuses a `space`, and the operator writes the spec
+    // document back from this type (with no default in the CRD, the API server adds none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "crate::schema::free_object")]
     pub space: BTreeMap<String, Value>,
     /// `list` search: one mapping of dotted path → value per trial.

@@ -667,8 +667,8 @@ fn check_listed_values(c: &mut Checker, path: &[Seg], values: Option<&Value>, ty
     }
 }
 
-/// A dimension over a mixture field: `values` (a list of mixtures), `simplex: {step}` (grid or
-/// random: the grid's points) or `dirichlet: {alpha}` (random only).
+/// A dimension over a mixture field: `values` (a list of mixtures), `simplex: {step, min}` (grid or
+/// random: the grid's points, each weight at least `min`) or `dirichlet: {alpha}` (random only).
 fn check_mixture_dimension(c: &mut Checker, path: &[Seg], dim: &Value, kind: &str, groups: usize) {
     let forms = ["values", "simplex", "dirichlet"];
     let Some(m) = c.mapping(path, dim, &forms) else {
@@ -693,7 +693,7 @@ fn check_mixture_dimension(c: &mut Checker, path: &[Seg], dim: &Value, kind: &st
     match given[0] {
         "values" => check_listed_values(c, &fp, m.get("values"), Ty::Mixture),
         "simplex" => {
-            let Some(sm) = c.mapping(&fp, &m["simplex"], &["step"]) else {
+            let Some(sm) = c.mapping(&fp, &m["simplex"], &["step", "min"]) else {
                 return;
             };
             let Some(step) = c.required(&fp, sm, "step") else {
@@ -714,7 +714,38 @@ fn check_mixture_dimension(c: &mut Checker, path: &[Seg], dim: &Value, kind: &st
                 );
                 return;
             };
-            let n = crate::mixture_space::simplex_count(groups.max(1), k);
+            let mut floor = 0;
+            if let Some(min) = sm.get("min") {
+                let mp = child(&fp, "min");
+                let Some(w) = min.as_f64() else {
+                    c.at_value(&mp, format!("expected a number, got {}", describe(min)));
+                    return;
+                };
+                let Some(j) = crate::mixture_space::simplex_floor(w, k) else {
+                    c.at_value(
+                        &mp,
+                        format!(
+                            "must be ≥ 0 and a whole number of steps ({}, {}, ...; got {})",
+                            fmt_num(0.0),
+                            fmt_num(x),
+                            fmt_num(w)
+                        ),
+                    );
+                    return;
+                };
+                if j.saturating_mul(groups.max(1) as u64) > k {
+                    c.at_value(
+                        &mp,
+                        format!(
+                            "{groups} groups at {} each already weigh more than 1: no mixture is left",
+                            fmt_num(w)
+                        ),
+                    );
+                    return;
+                }
+                floor = j;
+            }
+            let n = crate::mixture_space::simplex_count_from(groups.max(1), k, floor);
             if n > search::MAX_TRIALS as u128 {
                 c.at_value(
                     &sp,

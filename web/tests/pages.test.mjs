@@ -270,7 +270,7 @@ describe('pages of a finished LR sweep', () => {
     await page.goBack();
   });
 
-  test('aioli panel: per-mixture results and the fitted mixing law', async () => {
+  test('aioli panel: per-mixture results, the fitted mixing law, the learned mixture and A', async () => {
     await page.goto(BASE);
     const row = page.locator('#experiments tbody tr', { hasText: 'browser-mixing' });
     await row.waitFor();
@@ -278,12 +278,27 @@ describe('pages of a finished LR sweep', () => {
     await row.locator('a').click();
     await tableReady();
     await page.waitForSelector('#methods-table');
-    assert.equal(await page.locator('#methods-table tbody tr').count(), 5);
+    // Five static mixtures and one aioli trial.
+    assert.equal(await page.locator('#methods-table tbody tr').count(), 6);
     await page.waitForSelector('#mixing-law-table');
     assert.deepEqual(await texts('#mixing-law-table tbody tr td:first-child'), ['easy', 'hard', 'shared']);
     assert.match(await page.textContent('#mixing-law-table caption'), /on 5 static trials \(column shared pinned to 0\); optimum easy 0\.\d+, hard/);
     for (const r2 of await texts('#mixing-law-table tbody tr td:last-child')) {
       assert.ok(Number(r2) <= 1 && Number.isFinite(Number(r2)), r2);
+    }
+    // The aioli trial's mixture over steps: one chart, a curve per group, drawn.
+    assert.equal(await page.locator('#panel figure.mixture-chart').count(), 1);
+    assert.match(await page.textContent('#panel figure.mixture-chart figcaption'), /Mixture over steps: params\.method="aioli" \(mix\/p, mean over 1 seed\)/);
+    await page.waitForFunction(() => Number(document.querySelector('#panel figure.mixture-chart canvas')?.dataset.points) > 0);
+    // Its interaction matrices as heat maps: A and Â, 3 × 3, every cell a number with a tint.
+    assert.deepEqual(await page.locator('#panel table.heatmap').evaluateAll((ts) => ts.map((t) => t.dataset.metric)), ['mix/A', 'mix/A_raw']);
+    for (const t of await page.locator('#panel table.heatmap').all()) {
+      const cells = await t.locator('tbody td').evaluateAll((tds) => tds.map((td) => [td.textContent, td.style.background]));
+      assert.equal(cells.length, 9);
+      for (const [v, bg] of cells) {
+        assert.ok(Number.isFinite(Number(v)), v);
+        assert.match(bg, /rgba\(/);
+      }
     }
     visited.aioli = page.url();
     await shot('aioli-panel');

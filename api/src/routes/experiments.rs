@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use orrery_core::dto::{ErrorBody, ExperimentDto, ExperimentStateUpdate, Leaderboard, TrialDto};
 use orrery_core::schedule::TrialPhase;
-use orrery_core::spec::Workload;
 use orrery_core::workloads::Analysis;
 
 use crate::error::{body_error, ApiError, ApiResult};
@@ -202,14 +201,9 @@ pub(super) async fn analysis(
     State(store): State<Arc<Store>>,
     Path(id): Path<i64>,
 ) -> ApiResult<impl IntoResponse> {
-    let board = store.leaderboard(id).await?;
-    let workload: Workload = board
-        .experiment
-        .workload
-        .parse()
-        .map_err(|e: String| StoreError::Invalid(e))?;
+    let (_, analysis) = store.analysis(id).await?;
     Ok(Json(ExperimentAnalysis {
         experiment_id: id,
-        analysis: workload.analyse(&board),
+        analysis,
     }))
 }

@@ -1,4 +1,5 @@
-//! Leaderboards: each trial's score, the ranked board and its filtered, sorted pages.
+//! Leaderboards: each trial's score, the ranked board and its filtered, sorted pages, and the
+//! workload's analysis of a board.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -8,6 +9,7 @@ use serde_json::Value;
 use orrery_core::dto::{Leaderboard, LeaderboardRow, Summary};
 use orrery_core::schedule::TrialPhase;
 use orrery_core::spec::Goal;
+use orrery_core::workloads::{Analysis, Histories, Workload};
 
 use super::{parse_phase, Result, Store, StoreError};
 use crate::entities::summary;
@@ -67,6 +69,23 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The experiment's leaderboard and its workload's analysis of it, with the metric histories
+    /// the analysis asked for.
+    pub async fn analysis(&self, experiment_id: i64) -> Result<(Leaderboard, Analysis)> {
+        let board = self.leaderboard(experiment_id).await?;
+        let workload: Workload = board
+            .experiment
+            .workload
+            .parse()
+            .map_err(StoreError::Invalid)?;
+        let mut histories = Histories::new();
+        for (trial, names) in workload.histories_needed(&board) {
+            histories.insert(trial, self.metric_histories(trial, &names).await?);
+        }
+        let analysis = workload.analyse(&board, &histories);
+        Ok((board, analysis))
     }
 
     /// Trials ranked by the objective's final value. Trials without a finite objective (diverged,

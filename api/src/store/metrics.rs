@@ -1,5 +1,5 @@
-//! Metrics: idempotent ingest with each metric's summary merged in the database, and a metric's
-//! history.
+//! Metrics: idempotent ingest with each metric's summary merged in the database, and metrics'
+//! histories.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -148,6 +148,38 @@ impl Store {
                 wall_time,
             })
             .collect())
+    }
+
+    /// Several metrics' points of one trial in one read, by name, each in step order (a metric
+    /// with no point is absent).
+    pub async fn metric_histories(
+        &self,
+        trial_id: i64,
+        names: &[String],
+    ) -> Result<BTreeMap<String, orrery_core::workloads::History>> {
+        let mut out: BTreeMap<String, orrery_core::workloads::History> = BTreeMap::new();
+        for chunk in names.chunks(INSERT_CHUNK) {
+            let rows: Vec<(String, i64, Option<f64>)> = metric::Entity::find()
+                .select_only()
+                .columns([
+                    metric::Column::Name,
+                    metric::Column::Step,
+                    metric::Column::Value,
+                ])
+                .filter(metric::Column::TrialId.eq(trial_id))
+                .filter(metric::Column::Name.is_in(chunk.iter().cloned()))
+                .order_by_asc(metric::Column::Name)
+                .order_by_asc(metric::Column::Step)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (name, step, value) in rows {
+                out.entry(name)
+                    .or_default()
+                    .push((step, value.unwrap_or(f64::NAN)));
+            }
+        }
+        Ok(out)
     }
 
     /// Number of stored points of a trial (tests and diagnostics).

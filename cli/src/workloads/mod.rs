@@ -13,6 +13,7 @@ use std::pin::Pin;
 use orrery_api::Store;
 use orrery_core::dto::Leaderboard;
 use orrery_core::spec::Workload;
+use orrery_core::workloads::Analysis;
 
 use crate::plot::Chart;
 
@@ -21,12 +22,12 @@ pub type ReportFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Vec<PathB
 
 pub trait CliWorkload: Sync {
     /// What `orrery run` and `orrery show` print after the leaderboard (tables that fit 100
-    /// columns).
-    fn summary(&self, board: &Leaderboard) -> String;
+    /// columns), from the board and its analysis (`Store::analysis`).
+    fn summary(&self, board: &Leaderboard, analysis: &Analysis) -> String;
 
     /// The charts `orrery plot` draws, as (file-name suffix, chart); empty when there is nothing to
     /// plot yet.
-    fn charts(&self, board: &Leaderboard) -> Vec<(&'static str, Chart)>;
+    fn charts(&self, board: &Leaderboard, analysis: &Analysis) -> Vec<(String, Chart)>;
 
     /// What `charts` needs, said when it returned none.
     fn charts_need(&self) -> &'static str;
@@ -36,6 +37,18 @@ pub trait CliWorkload: Sync {
     fn report<'a>(&self, _store: &'a Store, _out: &'a Path) -> Option<ReportFuture<'a>> {
         None
     }
+}
+
+/// What a summary says when handed another workload's analysis (a caller's mistake: `of` and
+/// `Store::analysis` both follow the experiment's workload).
+fn not_ours(analysis: &Analysis) -> String {
+    format!(
+        "(no summary: the analysis is of another workload: {})",
+        serde_json::to_value(analysis)
+            .ok()
+            .and_then(|v| v.get("workload").cloned())
+            .unwrap_or_default()
+    )
 }
 
 /// The command line's part of `workload`.

@@ -194,6 +194,24 @@ pub fn generated_at() -> String {
     chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// The machine a report is written on, in words: its CPU model and how many CPUs it has
+/// (`/proc/cpuinfo`; "unknown CPU" elsewhere). libtorch picks its kernels by CPU, so runs of the
+/// same spec and seed on two CPU models can differ in the last digits, and then compound over a
+/// run: compare a reproduction's numbers within one machine.
+pub fn host() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cpus} CPU(s)")
+}
+
 /// Writes `{stem}.json` (the report, pretty) and `{stem}.md` into `out`, which must exist;
 /// returns the two paths, Markdown first.
 pub fn write_report(

@@ -9,6 +9,7 @@
 pub mod aioli;
 pub mod stability;
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use serde::de::DeserializeOwned;
@@ -26,6 +27,12 @@ pub struct MetricDoc {
     pub name: &'static str,
     pub doc: &'static str,
 }
+
+/// (step, value) points of one metric of one trial, in step order.
+pub type History = Vec<(i64, f64)>;
+
+/// Metric histories an analysis reads beside the leaderboard: trial id → metric name → points.
+pub type Histories = BTreeMap<i64, BTreeMap<String, History>>;
 
 /// A rule across several fields of a trial's configuration that failed.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,8 +60,16 @@ pub trait WorkloadKind {
     /// The metrics its workers report beside the shared ones ([`crate::metrics::SHARED`]).
     fn metrics() -> &'static [MetricDoc];
 
-    /// The analysis of an experiment's leaderboard.
-    fn analyse(board: &Leaderboard) -> Self::Analysis;
+    /// The metric histories its analysis reads beside the leaderboard, per trial id: what the
+    /// leaderboard's summaries (first, last, min, max) cannot say, such as a mixture over steps.
+    /// None by default.
+    fn histories_needed(_board: &Leaderboard) -> Vec<(i64, Vec<String>)> {
+        Vec::new()
+    }
+
+    /// The analysis of an experiment's leaderboard and the histories it asked for (a trial's
+    /// history may be missing or shorter than asked: it is read while trials run).
+    fn analyse(board: &Leaderboard, histories: &Histories) -> Self::Analysis;
 
     /// Rules across fields, run on each expanded trial's sections (`workload`, `model`, `data`,
     /// `training`, `params`) after every field passed its own check. None by default.
@@ -116,9 +131,16 @@ macro_rules! registry {
                 }
             }
 
-            pub fn analyse(self, board: &Leaderboard) -> Analysis {
+            /// The metric histories its analysis reads, per trial id.
+            pub fn histories_needed(self, board: &Leaderboard) -> Vec<(i64, Vec<String>)> {
                 match self {
-                    $(Workload::$variant => Analysis::$variant(<$kind as WorkloadKind>::analyse(board)),)*
+                    $(Workload::$variant => <$kind as WorkloadKind>::histories_needed(board),)*
+                }
+            }
+
+            pub fn analyse(self, board: &Leaderboard, histories: &Histories) -> Analysis {
+                match self {
+                    $(Workload::$variant => Analysis::$variant(<$kind as WorkloadKind>::analyse(board, histories)),)*
                 }
             }
 

@@ -1,9 +1,12 @@
 // The aioli panel (docs/workloads/aioli.md): average test perplexity over groups per
 // configuration (the method, and anything else swept), mean ± std over seeds, and the difference
-// from stratified sampling — the paper's headline comparison; and, when the experiment has enough
-// static trials, the mixing law fitted on them (per group c, b, the row of A and R²; its optimum).
+// from stratified sampling — the paper's headline comparison; when the experiment has enough
+// static trials, the mixing law fitted on them (per group c, b, the row of A and R²; its optimum);
+// each learned mixture over steps (aioli; doremi's proxy), and the interaction matrices Aioli
+// estimated, as heat maps.
 
 import { el, fmt } from '../common.js';
+import { chartFigure, legend, color } from '../chart.js';
 
 /** One row per configuration, best first (the analysis sorts them). */
 export function render(target, analysis) {
@@ -28,6 +31,59 @@ export function render(target, analysis) {
       el('td', { class: 'num' }, delta(r))))));
   target.replaceChildren(table);
   if (analysis.mixingLaw) target.append(lawTable(analysis.mixingLaw));
+  mixtureCharts(target, analysis.mixtureOverSteps || []);
+  const maps = (analysis.interactions || []).map(heatMap);
+  if (maps.length) target.append(el('div', { class: 'heatmaps' }, maps));
+}
+
+/** One chart per configuration that learned its mixture: a group's weight against the step. */
+function mixtureCharts(target, traces) {
+  if (!traces.length) return;
+  const groups = [...new Set(traces.flatMap((t) => t.points.flatMap((p) => Object.keys(p.p))))].sort();
+  const figures = traces.map((t) => {
+    const source = t.source.replace(/\/$/, '');
+    const f = chartFigure(`Mixture over steps: ${t.config} (${source}, mean over ${t.seeds} seed${t.seeds === 1 ? '' : 's'})`,
+      { xLabel: 'step', markers: true, height: 220 });
+    f.fig.classList.add('mixture-chart');
+    // A trial's mix/p is logged when it changes and held in between: drawn as steps. DoReMi's
+    // proxy weights move every step and are logged every log_every steps: drawn as lines.
+    const held = t.source === 'mix/p/';
+    return { f, series: groups.map((g, i) => ({ label: g, color: color(i),
+      points: stairs(t.points.filter((p) => p.p[g] != null).map((p) => [p.step, p.p[g]]), held) })) };
+  });
+  target.append(el('div', { class: 'charts' }, figures.map(({ f }) => f.fig)),
+    legend(groups.map((g, i) => ({ label: g, color: color(i) }))));
+  for (const { f, series } of figures) f.chart.setSeries(series);
+}
+
+/** `points` as a staircase when `held` (each value holds until the next point's step). */
+function stairs(points, held) {
+  if (!held) return points;
+  return points.flatMap((p, i) => (i ? [[p[0], points[i - 1][1]], p] : [p]));
+}
+
+/**
+ * An interaction matrix as a heat map: a table whose cells carry their value and a tint, blue for
+ * positive and red for negative, its strength the value over the matrix's largest magnitude.
+ */
+function heatMap(m, i) {
+  const cells = m.groups.flatMap((r) => m.groups.map((c) => m.mean[r][c]));
+  const scale = Math.max(...cells.map(Math.abs)) || 1;
+  const tint = (v) => {
+    const a = (0.5 * Math.abs(v) / scale).toFixed(3);
+    return v >= 0 ? `background: rgba(31, 111, 180, ${a})` : `background: rgba(198, 40, 40, ${a})`;
+  };
+  const what = m.metric === 'mix/A_raw'
+    ? 'raw estimate Â (drop of the row group\'s validation loss per segment on the column group)'
+    : 'A used by the update (de-mixed, normalised)';
+  return el('table', { class: 'grid heatmap', id: `interaction-${i}`, dataset: { metric: m.metric } },
+    el('caption', {}, `${m.config}: ${m.metric}, the ${what}; mean over ${m.rounds} rounds, `
+      + `${m.diagonalPositive} with every diagonal entry > 0 (blue: positive, red: negative)`),
+    el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'row \\ column'),
+      m.groups.map((c) => el('th', { scope: 'col' }, c)))),
+    el('tbody', {}, m.groups.map((r) => el('tr', {},
+      el('th', { scope: 'row' }, r),
+      m.groups.map((c) => el('td', { class: 'num', style: tint(m.mean[r][c]) }, fmt(m.mean[r][c])))))));
 }
 
 /** The fitted law L_i(p) = c_i + b_i·exp(−Σ_j A_ij p_j), one row per group. */

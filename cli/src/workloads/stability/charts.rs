@@ -1,14 +1,12 @@
 //! `orrery plot` of a stability experiment: LR vs final loss and max attention logit vs LR.
 
-use orrery_core::dto::Leaderboard;
 use orrery_core::workloads::stability as s;
 
 use crate::plot::{Chart, Legend, Series};
 
 /// The charts of an LR sweep (`orrery plot`): LR vs final loss and max attention logit vs LR, one
 /// curve per configuration; each as (file-name suffix, chart). Empty without a sweep.
-pub fn lr_sweep(board: &Leaderboard) -> Vec<(&'static str, Chart)> {
-    let sweeps = s::lr_sensitivity(&s::lr_runs(board));
+pub fn lr_sweep(name: &str, sweeps: &[s::LrSensitivity]) -> Vec<(String, Chart)> {
     if sweeps.is_empty() {
         return Vec::new();
     }
@@ -21,9 +19,8 @@ pub fn lr_sweep(board: &Leaderboard) -> Vec<(&'static str, Chart)> {
             })
             .collect()
     };
-    let name = &board.experiment.name;
     let mut charts = vec![(
-        "lr-loss",
+        "lr-loss".to_string(),
         Chart {
             title: format!("{name}: LR vs final loss"),
             legend: Legend::UpperMiddle,
@@ -37,7 +34,7 @@ pub fn lr_sweep(board: &Leaderboard) -> Vec<(&'static str, Chart)> {
     let logits = series(|p| p.max_attn_logit);
     if logits.iter().any(|s| !s.points.is_empty()) {
         charts.push((
-            "attn-logit",
+            "attn-logit".to_string(),
             Chart {
                 title: format!("{name}: max attention logit vs LR"),
                 legend: Legend::UpperLeft,

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use orrery_api::Store;
 use orrery_core::dto::Leaderboard;
+use orrery_core::workloads::Analysis;
 
 use super::{CliWorkload, ReportFuture};
 use crate::plot::Chart;
@@ -16,12 +17,18 @@ use crate::plot::Chart;
 pub struct Stability;
 
 impl CliWorkload for Stability {
-    fn summary(&self, board: &Leaderboard) -> String {
-        show::summary(board)
+    fn summary(&self, _board: &Leaderboard, analysis: &Analysis) -> String {
+        match analysis {
+            Analysis::Stability(a) => show::summary(&a.lr_sensitivity),
+            _ => super::not_ours(analysis),
+        }
     }
 
-    fn charts(&self, board: &Leaderboard) -> Vec<(&'static str, Chart)> {
-        charts::lr_sweep(board)
+    fn charts(&self, board: &Leaderboard, analysis: &Analysis) -> Vec<(String, Chart)> {
+        match analysis {
+            Analysis::Stability(a) => charts::lr_sweep(&board.experiment.name, &a.lr_sensitivity),
+            _ => Vec::new(),
+        }
     }
 
     fn charts_need(&self) -> &'static str {

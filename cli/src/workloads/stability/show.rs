@@ -4,24 +4,22 @@
 
 use comfy_table::Table;
 
-use orrery_core::dto::Leaderboard;
-use orrery_core::workloads::stability::{self as s, LrSensitivity};
+use orrery_core::workloads::stability::LrSensitivity;
 
 use crate::table::new_table;
 
 /// Configurations side by side in one by-LR table (two columns each: loss and max logit).
 const CONFIGS_PER_TABLE: usize = 3;
 
-pub fn summary(board: &Leaderboard) -> String {
-    let lrs = s::lr_sensitivity(&s::lr_runs(board));
+pub fn summary(lrs: &[LrSensitivity]) -> String {
     if lrs.is_empty() {
         return "LR sensitivity: needs a sweep over training.lr with at least two values.".into();
     }
     let mut out = format!(
         "LR sensitivity per configuration (Wortsman et al. 2023; lower is more robust):\n{}",
-        sensitivity(&lrs)
+        sensitivity(lrs)
     );
-    for (i, t) in by_lr(&lrs).iter().enumerate() {
+    for (i, t) in by_lr(lrs).iter().enumerate() {
         let first = i * CONFIGS_PER_TABLE + 1;
         let last = (first + CONFIGS_PER_TABLE - 1).min(lrs.len());
         out.push_str(&format!(

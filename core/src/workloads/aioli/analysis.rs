@@ -1,7 +1,9 @@
 //! The aioli analysis: average test perplexity per configuration (the method, and whatever else
 //! was swept besides the seed), mean ± standard deviation over seeds, and the difference from
 //! stratified sampling — the paper's headline comparison (arXiv 2411.05735, Table 1) — and, when the
-//! experiment ran enough static mixtures, the mixing law fitted on them ([`mixing_law`]).
+//! experiment ran enough static mixtures, the mixing law fitted on them ([`mixing_law`]); from
+//! the learned trials' histories, the mixture over steps and the interaction matrices
+//! ([`trajectory`]).
 
 use std::collections::BTreeMap;
 
@@ -9,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::mixing_law::{self, MixingLaw, Point};
+use super::trajectory::{self, InteractionMatrix, MixtureTrace};
 use super::{mix_p, test_ppl, MIX_P_PREFIX, TEST_AVG_PPL};
 use crate::dto::{Leaderboard, LeaderboardRow};
+use crate::workloads::Histories;
 
 /// One configuration's result over its seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -42,6 +46,12 @@ pub struct AioliAnalysis {
     /// The mixing law fitted on the static trials (those whose mixture never changed) that train
     /// on every group, when there are at least groups + 2 of them.
     pub mixing_law: Option<MixingLaw>,
+    /// Per configuration that learned its mixture (aioli; doremi's proxy), the mixture over
+    /// steps, mean over seeds.
+    pub mixture_over_steps: Vec<MixtureTrace>,
+    /// Per configuration that estimated them (aioli), the interaction matrices `mix/A` and
+    /// `mix/A_raw`, mean over rounds and seeds.
+    pub interactions: Vec<InteractionMatrix>,
 }
 
 fn mean(xs: &[f64]) -> f64 {
@@ -57,7 +67,7 @@ pub fn sample_std(xs: &[f64]) -> Option<f64> {
 }
 
 /// The label of a row's configuration: its swept values but the seed.
-fn config_of(params: &BTreeMap<String, Value>) -> String {
+pub(crate) fn config_of(params: &BTreeMap<String, Value>) -> String {
     let parts: Vec<String> = params
         .iter()
         .filter(|(k, _)| k.as_str() != "training.seed")
@@ -78,7 +88,7 @@ pub fn test_avg_ppl(r: &LeaderboardRow) -> Option<f64> {
         .filter(|x| x.is_finite())
 }
 
-pub fn analyse(board: &Leaderboard) -> AioliAnalysis {
+pub fn analyse(board: &Leaderboard, histories: &Histories) -> AioliAnalysis {
     let mut by_config: BTreeMap<String, (Option<String>, Vec<f64>)> = BTreeMap::new();
     for r in board.rows.iter().filter(|r| r.phase.is_result()) {
         let Some(ppl) = test_avg_ppl(r) else {
@@ -118,6 +128,8 @@ pub fn analyse(board: &Leaderboard) -> AioliAnalysis {
     AioliAnalysis {
         methods,
         mixing_law: fit_law(board),
+        mixture_over_steps: trajectory::mixture_traces(board, histories),
+        interactions: trajectory::interaction_matrices(board, histories),
     }
 }
 
@@ -182,7 +194,7 @@ fn fit_law(board: &Leaderboard) -> Option<MixingLaw> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::dto::{LeaderboardRow, Summary};
     use crate::schedule::TrialPhase;
@@ -217,16 +229,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn mean_std_and_delta_by_hand() {
-        let rows = vec![
-            row("stratified", 0, Some(10.0), TrialPhase::Succeeded),
-            row("stratified", 1, Some(12.0), TrialPhase::Succeeded),
-            row("aioli", 0, Some(9.0), TrialPhase::Succeeded),
-            row("aioli", 1, Some(10.0), TrialPhase::Succeeded),
-            row("aioli", 2, None, TrialPhase::Failed),
-        ];
-        let board = Leaderboard {
+    /// A finished aioli experiment's board of `rows`.
+    pub(crate) fn board_of(rows: Vec<LeaderboardRow>) -> Leaderboard {
+        Leaderboard {
             experiment: crate::dto::ExperimentDto {
                 id: 1,
                 name: "mix".into(),
@@ -241,8 +246,19 @@ mod tests {
             },
             total: rows.len(),
             rows,
-        };
-        let a = analyse(&board);
+        }
+    }
+
+    #[test]
+    fn mean_std_and_delta_by_hand() {
+        let rows = vec![
+            row("stratified", 0, Some(10.0), TrialPhase::Succeeded),
+            row("stratified", 1, Some(12.0), TrialPhase::Succeeded),
+            row("aioli", 0, Some(9.0), TrialPhase::Succeeded),
+            row("aioli", 1, Some(10.0), TrialPhase::Succeeded),
+            row("aioli", 2, None, TrialPhase::Failed),
+        ];
+        let a = analyse(&board_of(rows), &Histories::new());
         assert_eq!(a.methods.len(), 2);
         let best = &a.methods[0];
         assert_eq!(best.method.as_deref(), Some("aioli"));

@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod mixing_law;
+pub mod trajectory;
 
 use std::collections::BTreeMap;
 
@@ -165,15 +166,20 @@ pub fn mix_p(group: &str) -> String {
     format!("{MIX_P_PREFIX}{group}")
 }
 
+/// What the metrics of the normalised interaction matrix A start with.
+pub const MIX_A_PREFIX: &str = "mix/A/";
+/// What the metrics of the raw estimate Â start with.
+pub const MIX_A_RAW_PREFIX: &str = "mix/A_raw/";
+
 /// Entry (row, column) of the normalised interaction matrix A used by the update.
 pub fn mix_a(row: &str, col: &str) -> String {
-    format!("mix/A/{row}/{col}")
+    format!("{MIX_A_PREFIX}{row}/{col}")
 }
 
 /// Entry (row, column) of the raw estimate Â: the drop of group `row`'s validation loss per
 /// segment that trained on `col`, averaged over the LearnParams passes.
 pub fn mix_a_raw(row: &str, col: &str) -> String {
-    format!("mix/A_raw/{row}/{col}")
+    format!("{MIX_A_RAW_PREFIX}{row}/{col}")
 }
 
 /// What the metrics of DoReMi's reference model start with (its own `train/…`, `eval/…`).
@@ -216,8 +222,12 @@ impl WorkloadKind for Aioli {
         METRICS
     }
 
-    fn analyse(board: &crate::dto::Leaderboard) -> AioliAnalysis {
-        analysis::analyse(board)
+    fn histories_needed(board: &crate::dto::Leaderboard) -> Vec<(i64, Vec<String>)> {
+        trajectory::histories_needed(board)
+    }
+
+    fn analyse(board: &crate::dto::Leaderboard, histories: &super::Histories) -> AioliAnalysis {
+        analysis::analyse(board, histories)
     }
 
     fn cross_field_errors(sections: &Value) -> Vec<CrossFieldError> {

@@ -100,7 +100,7 @@ impl WorkloadKind for Stability {
         METRICS
     }
 
-    fn analyse(board: &crate::dto::Leaderboard) -> StabilityAnalysis {
+    fn analyse(board: &crate::dto::Leaderboard, _: &super::Histories) -> StabilityAnalysis {
         StabilityAnalysis {
             lr_sensitivity: lr_sensitivity(&lr_runs(board)),
         }

@@ -124,6 +124,33 @@ pub fn claims(r: &Report) -> Vec<Claim> {
         _ => not_run("aioli-recovers-gain", "unrestricted", c),
     });
 
+    let c = "Unrestricted: Aioli is not worse than DoReMi beyond the seed spread (the paper: Aioli beats the existing methods, none of which consistently beats stratified)".to_string();
+    out.push(match (aioli, r.methods.get("doremi"), strat) {
+        (Some(a), Some(d), Some(s)) => match pooled_std(a, d) {
+            Some(sp) => Claim {
+                id: "aioli-not-worse-than-doremi",
+                part: "unrestricted",
+                claim: c,
+                held: Some(a.avg_test_ppl - d.avg_test_ppl <= 2.0 * sp),
+                detail: format!(
+                    "aioli {} against doremi {}: aioli {:+.4}, twice the pooled std is {:.4}; doremi against stratified {}: {:+.2} %",
+                    show(a),
+                    show(d),
+                    a.avg_test_ppl - d.avg_test_ppl,
+                    2.0 * sp,
+                    show(s),
+                    100.0 * (d.avg_test_ppl - s.avg_test_ppl) / s.avg_test_ppl
+                ),
+            },
+            None => Claim {
+                held: None,
+                detail: "too few seeds for a pooled std".into(),
+                ..not_run("aioli-not-worse-than-doremi", "unrestricted", c)
+            },
+        },
+        _ => not_run("aioli-not-worse-than-doremi", "unrestricted", c),
+    });
+
     let c = "Restricted: from a bad prior held for 10 % of the steps, Aioli beats the static continuation of that prior beyond the seed spread".to_string();
     out.push(
         match (

@@ -1,5 +1,5 @@
 //! The report's numbers, computed from the runs: per-configuration results over seeds, the grid,
-//! the mixture over steps and the raw interaction matrix per round.
+//! the transfer and unrelated entries of the raw interaction matrix.
 
 use std::collections::BTreeMap;
 
@@ -9,10 +9,10 @@ use orrery_core::dto::{Leaderboard, LeaderboardRow};
 use orrery_core::workloads::aioli::{
     self as a,
     analysis::{sample_std, test_avg_ppl},
+    trajectory::InteractionMatrix,
 };
 
-use super::load::TrialHistories;
-use super::{GROUPS, TRANSFER, UNRELATED};
+use super::{TRANSFER, UNRELATED};
 
 /// One configuration's average test perplexity over its seeds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -109,41 +109,7 @@ pub fn grid(board: &Leaderboard) -> Vec<GridPoint> {
     out
 }
 
-/// The mixture at one step, averaged over the seeds that logged it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MixtureAt {
-    pub step: i64,
-    pub p: BTreeMap<String, f64>,
-}
-
-/// The seed-mean mixture at every step where one was logged, for the trials `keep` selects.
-pub fn mixture_over_steps(
-    trials: &[TrialHistories],
-    keep: impl Fn(&TrialHistories) -> bool,
-) -> Vec<MixtureAt> {
-    let mut sums: BTreeMap<i64, BTreeMap<String, (f64, usize)>> = BTreeMap::new();
-    for t in trials.iter().filter(|t| keep(t)) {
-        for g in GROUPS {
-            for (step, v) in t.metrics.get(&a::mix_p(g)).into_iter().flatten() {
-                let e = sums
-                    .entry(*step)
-                    .or_default()
-                    .entry(g.to_string())
-                    .or_default();
-                e.0 += v;
-                e.1 += 1;
-            }
-        }
-    }
-    sums.into_iter()
-        .map(|(step, m)| MixtureAt {
-            step,
-            p: m.into_iter().map(|(g, (s, n))| (g, s / n as f64)).collect(),
-        })
-        .collect()
-}
-
-/// The raw interaction estimate Â over every round of every trial.
+/// The raw interaction estimate Â over every round of every trial of one configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RawRounds {
     /// Rounds (over all trials) with every entry logged.
@@ -158,53 +124,20 @@ pub struct RawRounds {
     pub mean: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
-pub fn raw_rounds(trials: &[TrialHistories]) -> Option<RawRounds> {
-    let mut rounds: Vec<BTreeMap<(&str, &str), f64>> = Vec::new();
-    for t in trials {
-        let mut by_step: BTreeMap<i64, BTreeMap<(&str, &str), f64>> = BTreeMap::new();
-        for r in GROUPS {
-            for c in GROUPS {
-                for (step, v) in t.metrics.get(&a::mix_a_raw(r, c)).into_iter().flatten() {
-                    by_step.entry(*step).or_default().insert((r, c), *v);
-                }
-            }
-        }
-        rounds.extend(
-            by_step
-                .into_values()
-                .filter(|m| m.len() == GROUPS.len() * GROUPS.len()),
-        );
-    }
-    if rounds.is_empty() {
-        return None;
-    }
-    let n = rounds.len() as f64;
-    let mean_of = |pairs: &[(&str, &str)]| {
-        rounds
-            .iter()
-            .map(|m| pairs.iter().map(|k| m[k]).sum::<f64>() / pairs.len() as f64)
-            .sum::<f64>()
-            / n
+/// The report's view of the analysis's round-mean Â: the transfer and unrelated pairs' means (a
+/// mean of round means is the mean over rounds of the pairs' average, every round having every
+/// entry). `None` when a group of `builtin:mixing` is missing.
+pub fn raw_rounds(m: &InteractionMatrix) -> Option<RawRounds> {
+    let entry = |(r, c): &(&str, &str)| m.mean.get(*r)?.get(*c).copied();
+    let mean_of = |pairs: &[(&str, &str)]| -> Option<f64> {
+        Some(pairs.iter().map(entry).sum::<Option<f64>>()? / pairs.len() as f64)
     };
-    let mean = GROUPS
-        .iter()
-        .map(|r| {
-            let row = GROUPS
-                .iter()
-                .map(|c| (c.to_string(), mean_of(&[(r, c)])))
-                .collect();
-            (r.to_string(), row)
-        })
-        .collect();
     Some(RawRounds {
-        rounds: rounds.len(),
-        diagonal_positive: rounds
-            .iter()
-            .filter(|m| GROUPS.iter().all(|g| m[&(*g, *g)] > 0.0))
-            .count(),
-        transfer_mean: mean_of(&TRANSFER),
-        unrelated_mean: mean_of(&UNRELATED),
-        mean,
+        rounds: m.rounds,
+        diagonal_positive: m.diagonal_positive,
+        transfer_mean: mean_of(&TRANSFER)?,
+        unrelated_mean: mean_of(&UNRELATED)?,
+        mean: m.mean.clone(),
     })
 }
 
@@ -222,6 +155,7 @@ pub fn lp_step_fraction(board: &Leaderboard) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::GROUPS;
     use super::*;
 
     #[test]
@@ -237,31 +171,38 @@ mod tests {
     }
 
     #[test]
-    fn raw_rounds_count_the_diagonal_and_the_transfer() {
-        let mut metrics = BTreeMap::new();
-        for r in GROUPS {
-            for c in GROUPS {
-                // Round at step 24: all positive, hard↔shared 0.5, easy↔others 0.1; round at
-                // step 224: easy's diagonal negative.
-                let v1 = if r == c {
-                    1.0
-                } else if r != "easy" && c != "easy" {
-                    0.5
-                } else {
-                    0.1
-                };
-                let v2 = if r == "easy" && c == "easy" { -0.2 } else { v1 };
-                metrics.insert(a::mix_a_raw(r, c), vec![(24, v1), (224, v2)]);
-            }
-        }
-        let t = TrialHistories {
-            params: BTreeMap::new(),
-            metrics,
+    fn raw_rounds_average_the_transfer_and_unrelated_pairs() {
+        // hard↔shared 0.5 and 0.3; easy↔others 0.1 everywhere.
+        let mean = GROUPS
+            .iter()
+            .map(|r| {
+                let row = GROUPS
+                    .iter()
+                    .map(|c| {
+                        let v = match (*r, *c) {
+                            (r, c) if r == c => 1.0,
+                            ("hard", "shared") => 0.5,
+                            ("shared", "hard") => 0.3,
+                            _ => 0.1,
+                        };
+                        (c.to_string(), v)
+                    })
+                    .collect();
+                (r.to_string(), row)
+            })
+            .collect();
+        let m = InteractionMatrix {
+            config: "base".into(),
+            method: None,
+            metric: "mix/A_raw".into(),
+            rounds: 4,
+            diagonal_positive: 3,
+            groups: GROUPS.map(String::from).to_vec(),
+            mean,
         };
-        let a = raw_rounds(&[t]).unwrap();
-        assert_eq!((a.rounds, a.diagonal_positive), (2, 1));
-        assert!((a.transfer_mean - 0.5).abs() < 1e-12);
+        let a = raw_rounds(&m).unwrap();
+        assert_eq!((a.rounds, a.diagonal_positive), (4, 3));
+        assert!((a.transfer_mean - 0.4).abs() < 1e-12);
         assert!((a.unrelated_mean - 0.1).abs() < 1e-12);
-        assert!((a.mean["easy"]["easy"] - 0.4).abs() < 1e-12);
     }
 }

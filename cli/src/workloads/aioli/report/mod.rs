@@ -16,10 +16,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use orrery_api::Store;
-use orrery_core::workloads::aioli::{analysis, MixingLaw};
+use orrery_core::workloads::aioli::trajectory::{self, MixtureAt};
+use orrery_core::workloads::aioli::{MixingLaw, DOREMI_PROXY};
 
 use crate::workloads::reproduction::{self, experiment_run, Claim, ExperimentRun, Part};
-use figures::{GridPoint, MixtureAt, RawRounds, Stat};
+use figures::{GridPoint, RawRounds, Stat};
 use load::Inputs;
 
 /// The command written at the top of the report.
@@ -71,6 +72,9 @@ pub const BUDGET_SECONDS: f64 = 45.0 * 60.0;
 pub struct Report {
     pub command: &'static str,
     pub generated_at: String,
+    /// The machine the report was written on (`reproduction::host`); the script runs the
+    /// experiments on it too.
+    pub host: String,
     pub experiments: BTreeMap<&'static str, ExperimentRun>,
     pub total_seconds: f64,
     pub claims: Vec<Claim>,
@@ -82,19 +86,22 @@ pub struct Report {
     /// Every mixture of the grid, best first.
     pub grid: Vec<GridPoint>,
     pub mixing_law: Option<MixingLaw>,
-    /// The seed-mean mixture over steps: `unrestricted-aioli`, `restricted-aioli`, `one-hot-aioli`.
-    pub mixture_over_steps: BTreeMap<&'static str, Vec<MixtureAt>>,
+    /// The seed-mean mixture over steps, by part and method: `unrestricted-aioli`,
+    /// `restricted-aioli`, `one-hot-aioli`, and DoReMi's proxy weights `unrestricted-doremi-proxy`.
+    pub mixture_over_steps: BTreeMap<String, Vec<MixtureAt>>,
     /// The prior of the restricted part (what its static trials hold).
     pub restricted_prior: Option<BTreeMap<String, f64>>,
     /// The raw interaction estimate of the one-hot part, per round.
     pub one_hot_a_raw: Option<RawRounds>,
     /// The dml trials' mixture (the law's optimum when they were registered).
     pub dml_mixture: Option<BTreeMap<String, f64>>,
+    /// The doremi trials' mixtures (each its proxy's average weights), mean over seeds.
+    pub doremi_mixture: Option<BTreeMap<String, f64>>,
     /// Mean fraction of the steps spent in LearnParams, per part with Aioli trials.
     pub lp_step_fraction: BTreeMap<&'static str, f64>,
 }
 
-pub fn compute(inputs: &Inputs, generated_at: String) -> Report {
+pub fn compute(inputs: &Inputs, generated_at: String, host: String) -> Report {
     let finished = |key: &str| {
         inputs
             .boards
@@ -129,19 +136,18 @@ pub fn compute(inputs: &Inputs, generated_at: String) -> Report {
         methods.extend(figures::by_method(b, "dml"));
     }
     let grid = finished("grid").map(figures::grid).unwrap_or_default();
-    let mixing_law = finished("grid").and_then(|b| analysis::analyse(b).mixing_law);
-    let aioli_trials = |t: &load::TrialHistories| {
-        t.params.get("params.method").and_then(|m| m.as_str()) != Some("static")
-    };
+    let analysis = |key: &str| finished(key).and(inputs.analyses.get(key));
+    let mixing_law = analysis("grid").and_then(|a| a.mixing_law.clone());
     let mut mixture_over_steps = BTreeMap::new();
-    for (part, key) in [
-        ("unrestricted", "unrestricted-aioli"),
-        ("restricted", "restricted-aioli"),
-        ("one-hot", "one-hot-aioli"),
-    ] {
-        if finished(part).is_some() {
-            let h = inputs.histories.get(part).map(Vec::as_slice).unwrap_or(&[]);
-            mixture_over_steps.insert(key, figures::mixture_over_steps(h, aioli_trials));
+    for part in ["unrestricted", "restricted", "one-hot"] {
+        for t in analysis(part).iter().flat_map(|a| &a.mixture_over_steps) {
+            let method = t.method.as_deref().unwrap_or("aioli");
+            let key = if t.source.starts_with(DOREMI_PROXY) {
+                format!("{part}-{method}-proxy")
+            } else {
+                format!("{part}-{method}")
+            };
+            mixture_over_steps.insert(key, t.points.clone());
         }
     }
     let mixture_of = |part: &str| -> Option<BTreeMap<String, f64>> {
@@ -149,7 +155,7 @@ pub fn compute(inputs: &Inputs, generated_at: String) -> Report {
         let r = b
             .rows
             .iter()
-            .find(|r| r.phase.is_result() && !load::learned(r))?;
+            .find(|r| r.phase.is_result() && trajectory::learned_source(r).is_none())?;
         GROUPS
             .iter()
             .map(|g| {
@@ -162,8 +168,34 @@ pub fn compute(inputs: &Inputs, generated_at: String) -> Report {
             })
             .collect()
     };
-    let one_hot_a_raw =
-        finished("one-hot").and_then(|_| figures::raw_rounds(inputs.histories.get("one-hot")?));
+    // The seed-mean static mixture of a part's trials of one method.
+    let mean_mixture = |part: &str, method: &str| -> Option<BTreeMap<String, f64>> {
+        let rows: Vec<_> = finished(part)?
+            .rows
+            .iter()
+            .filter(|r| r.phase.is_result())
+            .filter(|r| r.params.get("params.method").and_then(|m| m.as_str()) == Some(method))
+            .collect();
+        let n = rows.len() as f64;
+        GROUPS
+            .iter()
+            .map(|g| {
+                let sum = rows
+                    .iter()
+                    .map(|r| {
+                        r.summaries
+                            .get(&orrery_core::workloads::aioli::mix_p(g))?
+                            .last
+                    })
+                    .sum::<Option<f64>>()?;
+                Some((g.to_string(), sum / n))
+            })
+            .collect::<Option<_>>()
+            .filter(|_| n > 0.0)
+    };
+    let one_hot_a_raw = analysis("one-hot")
+        .and_then(|a| a.interactions.iter().find(|m| m.metric == "mix/A_raw"))
+        .and_then(figures::raw_rounds);
     let lp_step_fraction = ["unrestricted", "restricted", "one-hot"]
         .into_iter()
         .filter_map(|p| Some((p, figures::lp_step_fraction(finished(p)?)?)))
@@ -171,6 +203,7 @@ pub fn compute(inputs: &Inputs, generated_at: String) -> Report {
     let mut report = Report {
         command: COMMAND,
         generated_at,
+        host,
         experiments,
         total_seconds,
         claims: Vec::new(),
@@ -182,6 +215,7 @@ pub fn compute(inputs: &Inputs, generated_at: String) -> Report {
         restricted_prior: mixture_of("restricted"),
         one_hot_a_raw,
         dml_mixture: mixture_of("dml"),
+        doremi_mixture: mean_mixture("unrestricted", "doremi"),
         lp_step_fraction,
     };
     report.claims = claims::claims(&report);
@@ -191,7 +225,38 @@ pub fn compute(inputs: &Inputs, generated_at: String) -> Report {
 /// Writes `aioli.md` and `aioli.json` into `out`; returns the paths written.
 pub async fn write(store: &Store, out: &Path) -> Result<Vec<PathBuf>> {
     let inputs = load::load(store).await?;
-    let report = compute(&inputs, reproduction::generated_at());
+    let report = compute(&inputs, reproduction::generated_at(), reproduction::host());
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    reproduction::write_report(out, "aioli", &report, &tables::markdown(&report))
+    let plots = plots(&inputs, out)?;
+    let md = tables::markdown(&report, &plots);
+    let mut written = reproduction::write_report(out, "aioli", &report, &md)?;
+    written.extend(plots.into_iter().map(|(f, _)| out.join(f)));
+    Ok(written)
+}
+
+/// Each learned mixture over steps of the parts that learn one, as `orrery plot` draws it; returns
+/// (file name, caption) of each one drawn.
+fn plots(inputs: &Inputs, out: &Path) -> Result<Vec<(String, String)>> {
+    let mut drawn = Vec::new();
+    for part in ["unrestricted", "restricted", "one-hot"] {
+        let (Some(board), Some(analysis)) = (inputs.boards.get(part), inputs.analyses.get(part))
+        else {
+            continue;
+        };
+        let charts = crate::workloads::aioli::charts::mixtures(&board.experiment.name, analysis);
+        for ((_, chart), trace) in charts.into_iter().zip(&analysis.mixture_over_steps) {
+            let method = trace.method.as_deref().unwrap_or("aioli");
+            let file = format!("aioli-mixture-{part}-{method}.png");
+            crate::plot::draw(&chart, &out.join(&file))?;
+            drawn.push((
+                file,
+                format!(
+                    "{part}, {method}: {} over steps (mean over {} seeds)",
+                    trace.source.trim_end_matches('/'),
+                    trace.seeds
+                ),
+            ));
+        }
+    }
+    Ok(drawn)
 }
