@@ -180,8 +180,8 @@ async fn print_results(store: &Store, board: &Leaderboard, top: usize) -> anyhow
     println!("{}", table::leaderboard(board, top));
     match board.experiment.workload.parse::<Workload>() {
         Ok(w) => {
-            let (board, analysis) = store.analysis(board.experiment.id).await?;
-            println!("\n{}", workloads::of(w).summary(&board, &analysis));
+            let analysis = store.analysis_of(board).await?;
+            println!("\n{}", workloads::of(w).summary(board, &analysis));
         }
         Err(e) => eprintln!("note: {e}; its summary is left out"),
     }

@@ -750,8 +750,13 @@ fn check_mixture_dimension(c: &mut Checker, path: &[Seg], dim: &Value, kind: &st
                 c.at_value(
                     &sp,
                     format!(
-                        "a simplex of step {} over {groups} groups has {} mixtures; the limit is {}",
+                        "a simplex of step {}{} over {groups} groups has {} mixtures; the limit is {}",
                         fmt_num(x),
+                        if floor > 0 {
+                            format!(" with every weight ≥ {}", fmt_num(floor as f64 / k as f64))
+                        } else {
+                            String::new()
+                        },
                         if n == u128::MAX { "too many".to_string() } else { n.to_string() },
                         search::MAX_TRIALS
                     ),

@@ -9,7 +9,7 @@ use serde_json::Value;
 use orrery_core::dto::{Leaderboard, LeaderboardRow, Summary};
 use orrery_core::schedule::TrialPhase;
 use orrery_core::spec::Goal;
-use orrery_core::workloads::{Analysis, Histories, Workload};
+use orrery_core::workloads::{Analysis, Workload};
 
 use super::{parse_phase, Result, Store, StoreError};
 use crate::entities::summary;
@@ -71,21 +71,24 @@ impl Store {
         Ok(out)
     }
 
-    /// The experiment's leaderboard and its workload's analysis of it, with the metric histories
-    /// the analysis asked for.
+    /// The experiment's leaderboard and its workload's analysis of it.
     pub async fn analysis(&self, experiment_id: i64) -> Result<(Leaderboard, Analysis)> {
         let board = self.leaderboard(experiment_id).await?;
+        let analysis = self.analysis_of(&board).await?;
+        Ok((board, analysis))
+    }
+
+    /// The workload's analysis of `board`, with the metric histories it asked for.
+    pub async fn analysis_of(&self, board: &Leaderboard) -> Result<Analysis> {
         let workload: Workload = board
             .experiment
             .workload
             .parse()
             .map_err(StoreError::Invalid)?;
-        let mut histories = Histories::new();
-        for (trial, names) in workload.histories_needed(&board) {
-            histories.insert(trial, self.metric_histories(trial, &names).await?);
-        }
-        let analysis = workload.analyse(&board, &histories);
-        Ok((board, analysis))
+        let histories = self
+            .metric_histories(&workload.histories_needed(board))
+            .await?;
+        Ok(workload.analyse(board, &histories))
     }
 
     /// Trials ranked by the objective's final value. Trials without a finite objective (diverged,

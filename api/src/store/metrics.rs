@@ -150,33 +150,51 @@ impl Store {
             .collect())
     }
 
-    /// Several metrics' points of one trial in one read, by name, each in step order (a metric
-    /// with no point is absent).
+    /// The histories of some metrics of some trials (`wanted`: trial id → metric names), by trial
+    /// then name, each in step order; a metric with no point is absent. One read per chunk of
+    /// trials, filtered in the database by trial and by the union of the names.
     pub async fn metric_histories(
         &self,
-        trial_id: i64,
-        names: &[String],
-    ) -> Result<BTreeMap<String, orrery_core::workloads::History>> {
-        let mut out: BTreeMap<String, orrery_core::workloads::History> = BTreeMap::new();
-        for chunk in names.chunks(INSERT_CHUNK) {
-            let rows: Vec<(String, i64, Option<f64>)> = metric::Entity::find()
+        wanted: &[(i64, Vec<String>)],
+    ) -> Result<orrery_core::workloads::Histories> {
+        let mut out = orrery_core::workloads::Histories::new();
+        // Bound variables per read: a chunk's trial ids plus the union of their names, well
+        // under SQLite's limit of 32,766.
+        const TRIALS_PER_READ: usize = 64;
+        for chunk in wanted.chunks(TRIALS_PER_READ) {
+            let ids: Vec<i64> = chunk.iter().map(|(t, _)| *t).collect();
+            let mut names: Vec<&String> = chunk.iter().flat_map(|(_, n)| n).collect();
+            names.sort();
+            names.dedup();
+            if names.is_empty() {
+                continue;
+            }
+            let rows: Vec<(i64, String, i64, Option<f64>)> = metric::Entity::find()
                 .select_only()
                 .columns([
+                    metric::Column::TrialId,
                     metric::Column::Name,
                     metric::Column::Step,
                     metric::Column::Value,
                 ])
-                .filter(metric::Column::TrialId.eq(trial_id))
-                .filter(metric::Column::Name.is_in(chunk.iter().cloned()))
+                .filter(metric::Column::TrialId.is_in(ids))
+                .filter(metric::Column::Name.is_in(names.into_iter().cloned()))
+                .order_by_asc(metric::Column::TrialId)
                 .order_by_asc(metric::Column::Name)
                 .order_by_asc(metric::Column::Step)
                 .into_tuple()
                 .all(&self.db)
                 .await?;
-            for (name, step, value) in rows {
-                out.entry(name)
-                    .or_default()
-                    .push((step, value.unwrap_or(f64::NAN)));
+            for (trial, name, step, value) in rows {
+                // The union may name a metric another trial of the chunk asked for.
+                let asked = chunk.iter().any(|(t, n)| *t == trial && n.contains(&name));
+                if asked {
+                    out.entry(trial)
+                        .or_default()
+                        .entry(name)
+                        .or_default()
+                        .push((step, value.unwrap_or(f64::NAN)));
+                }
             }
         }
         Ok(out)

@@ -31,10 +31,20 @@ export function render(target, analysis) {
       el('td', { class: 'num' }, delta(r))))));
   target.replaceChildren(table);
   if (analysis.mixingLaw) target.append(lawTable(analysis.mixingLaw));
-  mixtureCharts(target, analysis.mixtureOverSteps || []);
-  const maps = (analysis.interactions || []).map(heatMap);
+  const traces = analysis.mixtureOverSteps || [];
+  const matrices = analysis.interactions || [];
+  mixtureCharts(target, traces.slice(0, MAX_DRAWN));
+  const maps = matrices.slice(0, 2 * MAX_DRAWN).map(heatMap);
   if (maps.length) target.append(el('div', { class: 'heatmaps' }, maps));
+  if (traces.length > MAX_DRAWN || matrices.length > 2 * MAX_DRAWN) {
+    target.append(el('p', { class: 'empty' },
+      `Drawn: the mixtures and matrices of the first ${MAX_DRAWN} configurations (of ${traces.length}); `
+      + 'the rest are in the analysis (GET /api/v1/experiments/{id}/analysis).'));
+  }
 }
+
+/** Configurations whose learned mixture (and matrices) the panel draws, at most. */
+const MAX_DRAWN = 12;
 
 /** One chart per configuration that learned its mixture: a group's weight against the step. */
 function mixtureCharts(target, traces) {

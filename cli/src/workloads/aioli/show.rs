@@ -93,6 +93,9 @@ pub(crate) fn spread(len: usize, n: usize) -> Vec<usize> {
     if len <= n {
         return (0..len).collect();
     }
+    if n < 2 {
+        return (0..n).collect();
+    }
     let mut out: Vec<usize> = (0..n).map(|i| i * (len - 1) / (n - 1)).collect();
     out.dedup();
     out

@@ -15,9 +15,9 @@ use super::{DOREMI_PROXY, MIX_A_PREFIX, MIX_A_RAW_PREFIX, MIX_P_PREFIX};
 use crate::dto::{Leaderboard, LeaderboardRow};
 use crate::workloads::{Histories, History};
 
-/// At most this many trials' histories are read for one analysis (the first in the
-/// leaderboard's order): each is a few dozen short series, and a page must stay quick on an
-/// experiment of thousands of learned trials.
+/// About this many trials' histories are read for one analysis at most (whole configurations, the
+/// first in the leaderboard's order): each is a few dozen short series, and a page must stay quick
+/// on an experiment of thousands of learned trials.
 pub const MAX_TRACED_TRIALS: usize = 256;
 
 /// The mixture at one step, averaged over the seeds that logged it.
@@ -63,45 +63,56 @@ pub struct InteractionMatrix {
     pub mean: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
-/// The prefix of the mixture a row's trial learned, or `None` for a static trial.
+/// The prefix of the mixture a row's trial learned, or `None` for a static trial: a DoReMi
+/// proxy's weights when it reports them (a `doremi` trial's own `mix/p` changes at most once, when
+/// a prior ends), else `mix/p/` when the trial estimated interaction matrices (an Aioli trial; a
+/// `stratified` or `static` trial whose `mix/p` changed only left a prior).
 pub fn learned_source(r: &LeaderboardRow) -> Option<String> {
-    let changed = r
-        .summaries
-        .iter()
-        .any(|(k, s)| k.starts_with(MIX_P_PREFIX) && s.min != s.max);
-    if changed {
-        return Some(MIX_P_PREFIX.to_string());
-    }
     let proxy = format!("{DOREMI_PROXY}{MIX_P_PREFIX}");
+    if r.summaries.keys().any(|k| k.starts_with(&proxy)) {
+        return Some(proxy);
+    }
     r.summaries
         .keys()
-        .any(|k| k.starts_with(&proxy))
-        .then_some(proxy)
+        .any(|k| k.starts_with(MIX_A_PREFIX) || k.starts_with(MIX_A_RAW_PREFIX))
+        .then(|| MIX_P_PREFIX.to_string())
 }
 
-/// The histories the traces need: for each finished trial that learned its mixture (at most
-/// [`MAX_TRACED_TRIALS`]), its mixture's and its interaction matrices' metrics.
+/// The histories the traces need: for the finished trials that learned their mixture, its
+/// mixture's and its interaction matrices' metrics. Whole configurations are taken, in the
+/// leaderboard's order, until [`MAX_TRACED_TRIALS`] trials are reached (so no configuration's
+/// mean is over a subset of its seeds).
 pub fn histories_needed(board: &Leaderboard) -> Vec<(i64, Vec<String>)> {
-    board
-        .rows
-        .iter()
-        .filter(|r| r.phase.is_result())
-        .filter_map(|r| {
-            let source = learned_source(r)?;
-            let names = r
-                .summaries
-                .keys()
-                .filter(|k| {
-                    k.starts_with(&source)
-                        || k.starts_with(MIX_A_PREFIX)
-                        || k.starts_with(MIX_A_RAW_PREFIX)
-                })
-                .cloned()
-                .collect();
-            Some((r.trial_id, names))
-        })
-        .take(MAX_TRACED_TRIALS)
-        .collect()
+    type Wanted = Vec<(i64, Vec<String>)>;
+    let mut by_config: Vec<(String, Wanted)> = Vec::new();
+    for r in board.rows.iter().filter(|r| r.phase.is_result()) {
+        let Some(source) = learned_source(r) else {
+            continue;
+        };
+        let names = r
+            .summaries
+            .keys()
+            .filter(|k| {
+                k.starts_with(&source)
+                    || k.starts_with(MIX_A_PREFIX)
+                    || k.starts_with(MIX_A_RAW_PREFIX)
+            })
+            .cloned()
+            .collect();
+        let config = config_of(&r.params);
+        match by_config.iter_mut().find(|(c, _)| *c == config) {
+            Some((_, trials)) => trials.push((r.trial_id, names)),
+            None => by_config.push((config, vec![(r.trial_id, names)])),
+        }
+    }
+    let mut out = Vec::new();
+    for (_, trials) in by_config {
+        if out.len() >= MAX_TRACED_TRIALS {
+            break;
+        }
+        out.extend(trials);
+    }
+    out
 }
 
 /// A learned row with the histories read for it.
@@ -117,10 +128,11 @@ fn traced<'a>(board: &'a Leaderboard, histories: &'a Histories) -> Vec<Traced<'a
         .iter()
         .filter(|r| r.phase.is_result())
         .filter_map(|row| {
+            let metrics = histories.get(&row.trial_id).filter(|m| !m.is_empty())?;
             Some(Traced {
                 row,
                 source: learned_source(row)?,
-                metrics: histories.get(&row.trial_id)?,
+                metrics,
             })
         })
         .collect()
@@ -159,6 +171,7 @@ pub fn mixture_traces(board: &Leaderboard, histories: &Histories) -> Vec<Mixture
         }
     }
     by.into_iter()
+        .filter(|(_, (_, _, sums))| !sums.is_empty())
         .map(|((config, source), (method, seeds, sums))| MixtureTrace {
             config,
             method,
@@ -304,8 +317,22 @@ mod tests {
                 0,
                 &[("mix/p/a", 0.4, 0.5), ("mix/A/a/a", 1.0, 1.0)],
             ),
-            row(2, "aioli", 1, &[("mix/p/a", 0.3, 0.5)]),
+            row(
+                2,
+                "aioli",
+                1,
+                &[("mix/p/a", 0.3, 0.5), ("mix/A/a/a", 1.0, 1.0)],
+            ),
             row(3, "static", 0, &[("mix/p/a", 0.5, 0.5)]),
+            // A prior that ended: mix/p changed, nothing learned.
+            row(5, "stratified", 0, &[("mix/p/a", 0.8, 0.5)]),
+            // DoReMi after a prior: its proxy is what it learned.
+            row(
+                6,
+                "doremi",
+                1,
+                &[("mix/p/a", 0.2, 0.8), ("doremi/proxy/mix/p/a", 0.1, 0.3)],
+            ),
             row(
                 4,
                 "doremi",
@@ -314,11 +341,13 @@ mod tests {
             ),
         ]);
         let wanted = histories_needed(&b);
+        // By configuration, in the board's order: aioli's two seeds, then doremi's.
         assert_eq!(
             wanted,
             vec![
                 (1, vec!["mix/A/a/a".to_string(), "mix/p/a".to_string()]),
-                (2, vec!["mix/p/a".to_string()]),
+                (2, vec!["mix/A/a/a".to_string(), "mix/p/a".to_string()]),
+                (6, vec!["doremi/proxy/mix/p/a".to_string()]),
                 (4, vec!["doremi/proxy/mix/p/a".to_string()]),
             ]
         );

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use orrery_api::Store;
-use orrery_core::workloads::aioli::trajectory::{self, MixtureAt};
+use orrery_core::workloads::aioli::trajectory::{self, MixtureAt, MixtureTrace};
 use orrery_core::workloads::aioli::{MixingLaw, DOREMI_PROXY};
 
 use crate::workloads::reproduction::{self, experiment_run, Claim, ExperimentRun, Part};
@@ -141,13 +141,7 @@ pub fn compute(inputs: &Inputs, generated_at: String, host: String) -> Report {
     let mut mixture_over_steps = BTreeMap::new();
     for part in ["unrestricted", "restricted", "one-hot"] {
         for t in analysis(part).iter().flat_map(|a| &a.mixture_over_steps) {
-            let method = t.method.as_deref().unwrap_or("aioli");
-            let key = if t.source.starts_with(DOREMI_PROXY) {
-                format!("{part}-{method}-proxy")
-            } else {
-                format!("{part}-{method}")
-            };
-            mixture_over_steps.insert(key, t.points.clone());
+            mixture_over_steps.insert(trace_key(part, t), t.points.clone());
         }
     }
     let mixture_of = |part: &str| -> Option<BTreeMap<String, f64>> {
@@ -222,6 +216,18 @@ pub fn compute(inputs: &Inputs, generated_at: String, host: String) -> Report {
     report
 }
 
+/// How the report names a part's learned mixture (in `mixture_over_steps` and the plot's file):
+/// `<part>-<method>`, `-proxy` added for DoReMi's proxy weights. The reproduction's specs sweep
+/// nothing but the method, so a part has one trace per method.
+fn trace_key(part: &str, t: &MixtureTrace) -> String {
+    let proxy = t.source.starts_with(DOREMI_PROXY);
+    let method = t
+        .method
+        .as_deref()
+        .unwrap_or(if proxy { "doremi" } else { "aioli" });
+    format!("{part}-{method}{}", if proxy { "-proxy" } else { "" })
+}
+
 /// Writes `aioli.md` and `aioli.json` into `out`; returns the paths written.
 pub async fn write(store: &Store, out: &Path) -> Result<Vec<PathBuf>> {
     let inputs = load::load(store).await?;
@@ -245,13 +251,13 @@ fn plots(inputs: &Inputs, out: &Path) -> Result<Vec<(String, String)>> {
         };
         let charts = crate::workloads::aioli::charts::mixtures(&board.experiment.name, analysis);
         for ((_, chart), trace) in charts.into_iter().zip(&analysis.mixture_over_steps) {
-            let method = trace.method.as_deref().unwrap_or("aioli");
-            let file = format!("aioli-mixture-{part}-{method}.png");
+            let key = trace_key(part, trace);
+            let file = format!("aioli-mixture-{key}.png");
             crate::plot::draw(&chart, &out.join(&file))?;
             drawn.push((
                 file,
                 format!(
-                    "{part}, {method}: {} over steps (mean over {} seeds)",
+                    "{key}: {} over steps (mean over {} seeds)",
                     trace.source.trim_end_matches('/'),
                     trace.seeds
                 ),
