@@ -10,6 +10,8 @@ TORCH       := 2.11.0
 TORCH_STAMP := $(VENV)/.torch-$(TORCH)
 SCHEMATHESIS       := 4.32.5
 SCHEMATHESIS_STAMP := $(VENV)/.schemathesis-$(SCHEMATHESIS)
+MOTO               := 5.1.18
+MOTO_STAMP         := $(VENV)/.moto-$(MOTO)
 
 export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV          := $(abspath $(VENV))
@@ -41,7 +43,12 @@ fmt:
 lint: setup
 	cargo clippy --workspace --all-targets -- -D warnings
 
-unit: setup
+# The artifact store's S3 test runs against moto's S3 server (PyPI), in the same virtualenv.
+$(MOTO_STAMP): $(TORCH_STAMP)
+	$(VENV)/bin/pip install --disable-pip-version-check -q "moto[server]==$(MOTO)"
+	@touch $@
+
+unit: setup $(MOTO_STAMP)
 	cargo test --workspace
 
 # The API against its own OpenAPI description (/openapi.json): schemathesis (PyPI) generates

@@ -31,7 +31,7 @@ cleanup() {
 trap cleanup EXIT
 
 ORRERY_ADMIN_TOKEN=$TOKEN "$BIN" --database-url "sqlite://$WORK/st.db?mode=rwc" \
-  serve --addr "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
+  serve --addr "127.0.0.1:$PORT" --artifacts "$WORK/artifacts" >"$WORK/serve.log" 2>&1 &
 SERVER=$!
 URL=http://127.0.0.1:$PORT
 for _ in $(seq 100); do curl -sf "$URL/healthz" >/dev/null && break; sleep 0.1; done

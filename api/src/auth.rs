@@ -163,7 +163,10 @@ pub enum Need {
     Public,
     /// A read; `trial` when it reads one trial (its worker may read it).
     Read { trial: Option<i64> },
-    /// A write to one trial's metrics or state.
+    /// A download of one trial's artifact: a read, except that a worker token, which otherwise
+    /// reads what open reads allow, gets only its own trial's (model weights are not metrics).
+    ReadArtifact { trial: i64 },
+    /// A write to one trial's metrics, state or artifacts.
     WriteTrial(i64),
     /// Any other write.
     Admin,
@@ -178,8 +181,20 @@ pub fn need(method: &Method, path: &str) -> Need {
     };
     match segs.as_slice() {
         ["healthz"] | ["readyz"] | ["metrics"] => Need::Public,
+        ["api", "v1", "trials", _, "artifacts", _]
+            if method == Method::GET || method == Method::HEAD =>
+        {
+            match trial {
+                Some(t) => Need::ReadArtifact { trial: t },
+                None => Need::Read { trial },
+            }
+        }
         _ if method == Method::GET || method == Method::HEAD => Need::Read { trial },
         ["api", "v1", "trials", _, "metrics" | "state"] if method == Method::POST => match trial {
+            Some(t) => Need::WriteTrial(t),
+            None => Need::Admin,
+        },
+        ["api", "v1", "trials", _, "artifacts", _] if method == Method::PUT => match trial {
             Some(t) => Need::WriteTrial(t),
             None => Need::Admin,
         },
@@ -232,6 +247,12 @@ pub fn authorize(cfg: &AuthConfig, who: Identity, need: Need) -> Result<(), Deni
     };
     match (need, who) {
         (Need::Public, _) | (_, Admin) => Ok(()),
+        (Need::ReadArtifact { trial: t }, Worker(w)) if t == w => Ok(()),
+        (Need::ReadArtifact { trial: t }, Worker(w)) => Err(Denied::Forbidden(format!(
+            "the worker token of trial {w} reads only that trial's artifacts, not trial {t}'s"
+        ))),
+        (Need::ReadArtifact { .. }, _) if cfg.reads_are_open() => Ok(()),
+        (Need::ReadArtifact { .. }, Reader) => Ok(()),
         (Need::Read { .. }, _) if cfg.reads_are_open() => Ok(()),
         (Need::Read { .. }, Reader) => Ok(()),
         (Need::Read { trial: Some(t) }, Worker(w)) if t == w => Ok(()),
@@ -247,7 +268,7 @@ pub fn authorize(cfg: &AuthConfig, who: Identity, need: Need) -> Result<(), Deni
             Err(Denied::Forbidden("the read token cannot write".into()))
         }
         (Need::Admin, Worker(w)) => Err(Denied::Forbidden(format!(
-            "the worker token of trial {w} writes only that trial's metrics and state"
+            "the worker token of trial {w} writes only that trial's metrics, state and artifacts"
         ))),
     }
 }
@@ -298,6 +319,19 @@ mod tests {
             need(&Method::POST, "/api/v1/trials/7/state"),
             Need::WriteTrial(7)
         );
+        assert_eq!(
+            need(&Method::PUT, "/api/v1/trials/7/artifacts/model"),
+            Need::WriteTrial(7)
+        );
+        assert_eq!(
+            need(&Method::GET, "/api/v1/trials/7/artifacts/model"),
+            Need::ReadArtifact { trial: 7 }
+        );
+        assert_eq!(
+            need(&Method::GET, "/api/v1/trials/7/artifacts"),
+            Need::Read { trial: Some(7) }
+        );
+        assert_eq!(need(&Method::PUT, "/api/v1/trials/7/metrics"), Need::Admin);
         assert_eq!(need(&Method::POST, "/api/v1/trials/7/token"), Need::Admin);
         assert_eq!(need(&Method::POST, "/api/v1/trials/x/state"), Need::Admin);
         assert_eq!(need(&Method::POST, "/api/v1/experiments"), Need::Admin);
@@ -328,6 +362,21 @@ mod tests {
         assert!(deny403(authorize(&c, w, Need::Read { trial: Some(2) })));
         assert!(deny403(authorize(&c, w, read)));
         assert!(deny403(authorize(&c, w, Need::Admin)));
+        // Artifacts: a worker downloads its own trial's only, even where reads are open.
+        let open = AuthConfig::new("a", None);
+        assert!(authorize(&open, w, Need::ReadArtifact { trial: 1 }).is_ok());
+        assert!(deny403(authorize(
+            &open,
+            w,
+            Need::ReadArtifact { trial: 2 }
+        )));
+        assert!(authorize(&open, Identity::Anonymous, Need::ReadArtifact { trial: 2 }).is_ok());
+        assert!(deny401(authorize(
+            &c,
+            Identity::Anonymous,
+            Need::ReadArtifact { trial: 2 }
+        )));
+        assert!(authorize(&c, Identity::Reader, Need::ReadArtifact { trial: 2 }).is_ok());
         // The reader reads.
         assert!(authorize(&c, Identity::Reader, read).is_ok());
         assert!(deny403(authorize(

@@ -138,3 +138,32 @@ pub mod summary {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod artifact {
+    use sea_orm::entity::prelude::*;
+
+    /// A trial's stored artifact (a checkpoint, a final model): what it is and where its bytes
+    /// are (`crate::artifacts`). Unique by `(trial_id, name)`; the row is written only once its
+    /// bytes are stored and checked, so a listed artifact is always whole.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "artifacts")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub trial_id: i64,
+        pub name: String,
+        pub size: i64,
+        /// SHA-256 of the bytes, lower-case hex.
+        pub sha256: String,
+        /// The training step it was taken at, when the uploader said.
+        pub step: Option<i64>,
+        /// Its key in the artifact storage.
+        pub object_key: String,
+        pub created_at: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -5,10 +5,12 @@
 //! - [`routes`]: the axum router (`/api/v1/...`), a module per resource; [`error`]: the one error
 //!   type; [`state`]: what the handlers share; `web`: the pages and their scripts;
 //! - [`auth`]: who may call what (admin, worker and read tokens);
+//! - [`artifacts`]: where trial artifacts' bytes are stored (a folder or S3);
 //! - [`openapi`]: the OpenAPI description's shared parts (`/openapi.json`);
 //! - [`events`]: live updates (server-sent events); [`telemetry`]: `/metrics`; [`logs`]: trial logs;
 //! - [`entities`], [`migration`]: the schema.
 
+pub mod artifacts;
 pub mod auth;
 pub mod entities;
 pub mod error;
@@ -29,17 +31,23 @@ use std::sync::Arc;
 pub use auth::AuthConfig;
 pub use store::{Store, StoreError};
 
-/// How a server is set up beyond its database: who may call what, and where `orrery run` wrote the
-/// trials' logs (none: the trial page says where to look instead).
+/// How a server is set up beyond its database: who may call what, where `orrery run` wrote the
+/// trials' logs (none: the trial page says where to look instead), and where artifacts are
+/// stored (none: the artifact routes answer 503).
 #[derive(Clone)]
 pub struct Options {
     pub auth: AuthConfig,
     pub logs: Option<logs::LogDir>,
+    pub artifacts: Option<Arc<artifacts::Artifacts>>,
 }
 
 impl From<AuthConfig> for Options {
     fn from(auth: AuthConfig) -> Self {
-        Options { auth, logs: None }
+        Options {
+            auth,
+            logs: None,
+            artifacts: None,
+        }
     }
 }
 

@@ -20,6 +20,8 @@ struct Args {
     db: PathBuf,
     #[command(flatten)]
     access: orrery_api::auth::AccessArgs,
+    #[command(flatten)]
+    artifacts: orrery_api::artifacts::ArtifactArgs,
 }
 
 #[tokio::main]
@@ -35,14 +37,25 @@ async fn main() -> anyhow::Result<()> {
         Some(url) => orrery_api::Store::open(url).await?,
         None => orrery_api::Store::open_sqlite(&args.db).await?,
     };
+    let beside_db = match &args.database_url {
+        Some(_) => PathBuf::from(".orrery"),
+        None => args.db.parent().map(PathBuf::from).unwrap_or_default(),
+    };
+    let artifacts = args.artifacts.open_or(&beside_db.join("artifacts"))?;
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     tracing::info!(
-        "Orrery API listening on http://{}; {auth_line}",
-        listener.local_addr()?
+        "Orrery API listening on http://{}; {auth_line}; artifacts in {}",
+        listener.local_addr()?,
+        artifacts.location()
     );
+    let options = orrery_api::Options {
+        auth,
+        logs: None,
+        artifacts: Some(Arc::new(artifacts)),
+    };
     orrery_api::serve(
         Arc::new(store),
-        auth,
+        options,
         listener,
         orrery_api::shutdown_signal(),
     )

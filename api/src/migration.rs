@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0004TrialScore),
             Box::new(M0005SqliteClusteredMetrics),
             Box::new(M0006TrialEvents),
+            Box::new(M0007Artifacts),
         ]
     }
 }
@@ -409,6 +410,51 @@ impl MigrationTrait for M0006TrialEvents {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_table(Table::drop().table(Alias::new("trial_events")).to_owned())
+            .await
+    }
+}
+
+/// `artifacts`: each trial's stored artifacts (name, size, SHA-256, step, the storage key), one row
+/// per `(trial_id, name)`.
+struct M0007Artifacts;
+
+impl MigrationName for M0007Artifacts {
+    fn name(&self) -> &str {
+        "m0007_artifacts"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0007Artifacts {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Alias::new("artifacts"))
+                .col(id_col(m.get_database_backend()))
+                .col(big("trial_id"))
+                .col(text("name"))
+                .col(big("size"))
+                .col(text("sha256"))
+                .col(ColumnDef::new(Alias::new("step")).big_integer().null())
+                .col(text("object_key"))
+                .col(text("created_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("artifacts_trial_name")
+                .table(Alias::new("artifacts"))
+                .col(Alias::new("trial_id"))
+                .col(Alias::new("name"))
+                .unique()
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(Alias::new("artifacts")).to_owned())
             .await
     }
 }

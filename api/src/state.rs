@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
+use crate::artifacts::Artifacts;
 use crate::logs::LogDir;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -14,6 +15,17 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub telemetry: Arc<Telemetry>,
     pub logs: Logs,
+    pub artifacts: ArtifactStorage,
+}
+
+/// The artifact storage, if this server has one (`crate::artifacts`).
+#[derive(Clone)]
+pub struct ArtifactStorage(pub Option<Arc<Artifacts>>);
+
+impl FromRef<AppState> for ArtifactStorage {
+    fn from_ref(s: &AppState) -> Self {
+        s.artifacts.clone()
+    }
 }
 
 /// Where the trials' logs are, if this server knows (`crate::logs`).

@@ -53,6 +53,21 @@ struct Db {
     url: Option<String>,
 }
 
+impl Db {
+    /// Where artifacts go when `--artifacts` is not given: `artifacts/` beside the SQLite file,
+    /// `.orrery/artifacts` with a database URL.
+    fn artifacts_default(&self) -> PathBuf {
+        match &self.url {
+            Some(_) => PathBuf::from(".orrery/artifacts"),
+            None => self
+                .path
+                .parent()
+                .map(|p| p.join("artifacts"))
+                .unwrap_or_else(|| PathBuf::from("artifacts")),
+        }
+    }
+}
+
 impl std::fmt::Display for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.url {
@@ -88,6 +103,8 @@ enum Command {
         /// Leaderboard rows to print at the end.
         #[arg(long, default_value_t = 20)]
         top: usize,
+        #[command(flatten)]
+        artifacts: orrery_api::artifacts::ArtifactArgs,
     },
     /// Serve the API and the web pages.
     Serve {
@@ -98,6 +115,8 @@ enum Command {
         workdir: PathBuf,
         #[command(flatten)]
         access: orrery_api::auth::AccessArgs,
+        #[command(flatten)]
+        artifacts: orrery_api::artifacts::ArtifactArgs,
     },
     /// List experiments.
     Ls,
@@ -227,6 +246,7 @@ async fn cmd_run(
     workdir: PathBuf,
     device: String,
     top: usize,
+    artifacts: &orrery_api::artifacts::ArtifactArgs,
 ) -> anyhow::Result<ExitCode> {
     let (text, mut loaded) = match read_spec(spec) {
         Ok(x) => x,
@@ -250,6 +270,7 @@ async fn cmd_run(
     let options = orrery_api::Options {
         auth: orrery_api::AuthConfig::local(),
         logs: Some(orrery_api::logs::LogDir::new(&workdir)),
+        artifacts: Some(Arc::new(artifacts.open_or(&db.artifacts_default())?)),
     };
     let (addr, _server) = orrery_api::spawn(store.clone(), options, "127.0.0.1:0".parse()?).await?;
     let mut policy = Policy::from_spec(&loaded.experiment.spec);
@@ -369,11 +390,13 @@ async fn main() -> anyhow::Result<ExitCode> {
             workdir,
             device,
             top,
-        } => cmd_run(&db, &spec, parallel, workdir, device, top).await,
+            artifacts,
+        } => cmd_run(&db, &spec, parallel, workdir, device, top, &artifacts).await,
         Command::Serve {
             addr,
             workdir,
             access,
+            artifacts,
         } => {
             let (auth, auth_line) = access.load()?;
             let options = orrery_api::Options {
@@ -381,6 +404,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 logs: Some(orrery_api::logs::LogDir::new(std::path::absolute(
                     &workdir,
                 )?)),
+                artifacts: Some(Arc::new(artifacts.open_or(&db.artifacts_default())?)),
             };
             let store = Arc::new(open_store(&db).await?);
             let listener = tokio::net::TcpListener::bind(addr).await?;

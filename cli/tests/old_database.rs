@@ -46,10 +46,7 @@ async fn a_database_of_the_old_binary_opens_reads_and_runs() {
     }
 
     // The API analyses it: the typed analysis, tagged by workload.
-    let options = orrery_api::Options {
-        auth: orrery_api::AuthConfig::local(),
-        logs: None,
-    };
+    let options = orrery_api::Options::from(orrery_api::AuthConfig::local());
     let (addr, _server) = orrery_api::spawn(store.clone(), options, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

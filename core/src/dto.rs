@@ -242,6 +242,20 @@ impl Leaderboard {
     }
 }
 
+/// One of a trial's stored artifacts (`GET /api/v1/trials/{id}/artifacts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ArtifactDto {
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// SHA-256 of the bytes, lower-case hex (also the download's `ETag`).
+    pub sha256: String,
+    /// The training step it was taken at, when the uploader said.
+    pub step: Option<i64>,
+    /// When it was stored (RFC 3339, UTC).
+    pub created: String,
+}
+
 /// An error body: every 4xx/5xx answer carries one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {

@@ -96,6 +96,31 @@ pub(super) async fn list_experiments(
     Ok(Json(store.list_experiments().await?))
 }
 
+/// Deletes a finished experiment with its trials, metrics and artifacts (their stored bytes
+/// too). A pending or running experiment is refused (409): cancel it first.
+#[utoipa::path(delete, path = "/api/v1/experiments/{id}", tag = "experiments",
+    params(("id" = i64, Path, description = "experiment id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no such experiment", body = ErrorBody),
+        (status = 409, description = "the experiment is still pending or running", body = ErrorBody),
+    ))]
+pub(super) async fn delete_experiment(
+    State(store): State<Arc<Store>>,
+    State(artifacts): State<crate::state::ArtifactStorage>,
+    Path(id): Path<i64>,
+) -> ApiResult<impl IntoResponse> {
+    let keys = store.delete_experiment(id).await?;
+    if let Some(a) = &artifacts.0 {
+        for k in &keys {
+            a.delete(k).await;
+        }
+    } else if !keys.is_empty() {
+        tracing::warn!(experiment = id, artifacts = keys.len(), "deleted an experiment's artifact rows on a server without artifact storage; their bytes stay where they were");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(get, path = "/api/v1/experiments/{id}", tag = "experiments",
     params(("id" = i64, Path, description = "experiment id")),
     responses(

@@ -1,6 +1,7 @@
 //! The REST API (`/api/v1`), one module per resource, and the router that serves it with the web
 //! pages, the health and metrics endpoints and `/openapi.json`.
 
+mod artifacts;
 mod events;
 mod experiments;
 mod metrics;
@@ -21,22 +22,28 @@ use utoipa_axum::routes;
 use crate::auth::{self, AuthConfig};
 use crate::error::{json_errors, ApiError};
 use crate::openapi;
-use crate::state::{AppState, Logs};
+use crate::state::{AppState, ArtifactStorage, Logs};
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 
-/// Largest request body accepted (a spec or a metric batch).
+/// Largest request body accepted (a spec or a metric batch); an artifact upload streams its body
+/// and has its own limit (`--artifacts-max-bytes`).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// The whole HTTP surface. The REST routes are collected with their OpenAPI descriptions (one
 /// declaration per handler: the route the router serves is the route the document describes);
 /// the description itself is served at `/openapi.json`.
 pub fn router(store: Arc<Store>, options: impl Into<crate::Options>) -> Router {
-    let crate::Options { auth, logs } = options.into();
+    let crate::Options {
+        auth,
+        logs,
+        artifacts,
+    } = options.into();
     let state = AppState {
         store: store.clone(),
         telemetry: Arc::new(Telemetry::default()),
         logs: Logs(logs.map(Arc::new)),
+        artifacts: ArtifactStorage(artifacts),
     };
     let (api, doc) = rest();
     let doc: Arc<str> = serde_json::to_string(&doc)
@@ -76,7 +83,10 @@ fn rest() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             experiments::list_experiments,
             experiments::create_experiment
         ))
-        .routes(routes!(experiments::get_experiment))
+        .routes(routes!(
+            experiments::get_experiment,
+            experiments::delete_experiment
+        ))
         .routes(routes!(experiments::set_experiment_state))
         .routes(routes!(experiments::list_trials))
         .routes(routes!(experiments::leaderboard))
@@ -90,6 +100,8 @@ fn rest() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(trials::set_trial_state))
         .routes(routes!(trials::mint_trial_token))
         .routes(routes!(metrics::metric_history, metrics::ingest))
+        .routes(routes!(artifacts::list_artifacts))
+        .routes(routes!(artifacts::get_artifact, artifacts::put_artifact))
         .split_for_parts();
     openapi::add_shared(&mut doc);
     (routes, doc)

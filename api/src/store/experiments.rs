@@ -1,8 +1,8 @@
-//! Experiments: register a validated spec with its trials, read, list, set the phase.
+//! Experiments: register a validated spec with its trials, read, list, set the phase, delete.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 
 use orrery_core::dto::ExperimentDto;
@@ -13,7 +13,7 @@ use orrery_core::LoadedSpec;
 use super::leaderboard::goal_str;
 use super::metrics::INSERT_CHUNK;
 use super::{now, parse_phase, Result, Store, StoreError};
-use crate::entities::{experiment, trial};
+use crate::entities::{artifact, experiment, metric, summary, trial, trial_event};
 use crate::events::Event;
 use crate::ranking::Sql;
 
@@ -223,5 +223,67 @@ impl Store {
             phase,
         });
         self.experiment(id).await
+    }
+
+    /// Deletes a finished experiment and everything of it — trials, their state history,
+    /// metrics, summaries, artifact rows — in one transaction; returns the storage keys of the
+    /// artifacts, whose bytes the caller deletes (`crate::artifacts`). An experiment still
+    /// pending or running is refused: cancel it first.
+    pub async fn delete_experiment(&self, id: i64) -> Result<Vec<String>> {
+        let _w = self.write.lock().await;
+        let txn = self.db.begin().await?;
+        let m = experiment::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("experiment {id}")))?;
+        let phase: ExperimentPhase = parse_phase(&m.phase)?;
+        if !phase.is_terminal() {
+            return Err(StoreError::Conflict(format!(
+                "experiment {id} is {phase}: cancel it first (POST /api/v1/experiments/{id}/state)"
+            )));
+        }
+        let trials: Vec<i64> = trial::Entity::find()
+            .select_only()
+            .column(trial::Column::Id)
+            .filter(trial::Column::ExperimentId.eq(id))
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let mut keys = Vec::new();
+        for chunk in trials.chunks(INSERT_CHUNK) {
+            let ids = chunk.to_vec();
+            keys.extend(
+                artifact::Entity::find()
+                    .select_only()
+                    .column(artifact::Column::ObjectKey)
+                    .filter(artifact::Column::TrialId.is_in(ids.clone()))
+                    .into_tuple::<String>()
+                    .all(&txn)
+                    .await?,
+            );
+            artifact::Entity::delete_many()
+                .filter(artifact::Column::TrialId.is_in(ids.clone()))
+                .exec(&txn)
+                .await?;
+            metric::Entity::delete_many()
+                .filter(metric::Column::TrialId.is_in(ids.clone()))
+                .exec(&txn)
+                .await?;
+            summary::Entity::delete_many()
+                .filter(summary::Column::TrialId.is_in(ids.clone()))
+                .exec(&txn)
+                .await?;
+            trial_event::Entity::delete_many()
+                .filter(trial_event::Column::TrialId.is_in(ids))
+                .exec(&txn)
+                .await?;
+        }
+        trial::Entity::delete_many()
+            .filter(trial::Column::ExperimentId.eq(id))
+            .exec(&txn)
+            .await?;
+        experiment::Entity::delete_by_id(id).exec(&txn).await?;
+        txn.commit().await?;
+        Ok(keys)
     }
 }

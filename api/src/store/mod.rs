@@ -1,14 +1,18 @@
 //! The store: every read and write of experiments, trials and metrics. The HTTP handlers and the
 //! local executor both go through it, so each rule (idempotent ingest, summaries, transitions) is
 //! written once. One `impl Store` per concept: `experiments`, `trials`, `tokens` (workers'),
-//! `metrics` (ingest and histories) and `leaderboard` (scores, the ranked board and its views).
+//! `metrics` (ingest and histories), `leaderboard` (scores, the ranked board and its views) and
+//! `artifacts` (their metadata rows; the bytes are in `crate::artifacts`).
 
+mod artifacts;
 mod experiments;
 mod leaderboard;
 mod metrics;
 mod mixing_law;
 mod tokens;
 mod trials;
+
+pub use artifacts::ArtifactRow;
 
 use std::time::Duration;
 
