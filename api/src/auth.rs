@@ -194,10 +194,14 @@ pub fn need(method: &Method, path: &str) -> Need {
             Some(t) => Need::WriteTrial(t),
             None => Need::Admin,
         },
-        ["api", "v1", "trials", _, "artifacts", _] if method == Method::PUT => match trial {
-            Some(t) => Need::WriteTrial(t),
-            None => Need::Admin,
-        },
+        ["api", "v1", "trials", _, "artifacts", _]
+            if method == Method::PUT || method == Method::DELETE =>
+        {
+            match trial {
+                Some(t) => Need::WriteTrial(t),
+                None => Need::Admin,
+            }
+        }
         _ => Need::Admin,
     }
 }
@@ -330,6 +334,10 @@ mod tests {
         assert_eq!(
             need(&Method::GET, "/api/v1/trials/7/artifacts"),
             Need::Read { trial: Some(7) }
+        );
+        assert_eq!(
+            need(&Method::DELETE, "/api/v1/trials/7/artifacts/model"),
+            Need::WriteTrial(7)
         );
         assert_eq!(need(&Method::PUT, "/api/v1/trials/7/metrics"), Need::Admin);
         assert_eq!(need(&Method::POST, "/api/v1/trials/7/token"), Need::Admin);

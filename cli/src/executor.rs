@@ -1,9 +1,12 @@
 //! The local executor: carries out the scheduling core's decisions with `orrery-worker` processes.
 //!
-//! Each trial gets a folder `<workdir>/<experiment>/trial-<index>/` holding its checkpoint, its
-//! metric spill file and one log per attempt; a retry runs in the same folder and so resumes from
-//! the checkpoint. Workers run in their own process group, so a terminal's Ctrl-C reaches only this
-//! process, which then cancels them itself and marks their trials `Cancelled`.
+//! Each trial gets a folder `<workdir>/<experiment>/trial-<index>/` holding one log per attempt
+//! (`attempt-<n>.log`) and one work folder per attempt (`attempt-<n>/`: the worker's local
+//! checkpoint and metric spill file). A retry starts in a fresh folder, as a new Pod does on a
+//! cluster, and resumes from the newest checkpoint its worker uploaded to the API (the worker's
+//! `train::remote`): one path for both executors. Workers run in their own process group, so a
+//! terminal's Ctrl-C reaches only this process, which then cancels them itself and marks their
+//! trials `Cancelled`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -133,6 +136,11 @@ async fn replay_spill(store: &Store, trial_id: i64, dir: &Path) {
     }
 }
 
+/// The work folder of a trial's attempt `attempt` (fresh for each).
+fn attempt_dir(trial_dir: &Path, attempt: u32) -> PathBuf {
+    trial_dir.join(format!("attempt-{attempt}"))
+}
+
 fn spawn_worker(
     opts: &Options,
     trial: usize,
@@ -142,14 +150,15 @@ fn spawn_worker(
     dir: &Path,
     events: mpsc::UnboundedSender<Event>,
 ) -> std::io::Result<Option<u32>> {
-    std::fs::create_dir_all(dir)?;
+    let work = attempt_dir(dir, attempt);
+    std::fs::create_dir_all(&work)?;
     let log = std::fs::File::create(dir.join(format!("attempt-{attempt}.log")))?;
     let mut child = tokio::process::Command::new(&opts.worker_bin)
         .arg("--progress")
         .env("ORRERY_API_URL", &opts.api_url)
         .env("ORRERY_TRIAL_ID", trial_id.to_string())
         .env("ORRERY_TOKEN", token)
-        .env("ORRERY_WORKDIR", dir)
+        .env("ORRERY_WORKDIR", &work)
         .env("ORRERY_DEVICE", &opts.device)
         .env("ORRERY_THREADS", opts.threads.to_string())
         .stdin(Stdio::null())
@@ -377,8 +386,13 @@ pub async fn run(
                     mp.remove(&r.bar);
                 }
                 let (outcome, message) = outcome_from_exit(code, signal, cancelled);
-                replay_spill(&store, ids[trial], &trial_dir(trial)).await;
                 let before = states[trial];
+                replay_spill(
+                    &store,
+                    ids[trial],
+                    &attempt_dir(&trial_dir(trial), before.attempts),
+                )
+                .await;
                 states[trial] = on_outcome(&opts.policy, before, &outcome);
                 let phase = states[trial].phase;
                 let msg = (!message.is_empty()).then_some(message.as_str());

@@ -5,6 +5,7 @@
 //! the leaderboard. `serve`, `ls`, `show`, `plot` and `report` work on the same database; what they
 //! show of a workload comes from its module under [`workloads`]. `fields` lists a workload's fields.
 
+mod artifacts;
 mod executor;
 mod fields;
 mod plot;
@@ -156,8 +157,31 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// A trial's stored artifacts: `ls TRIAL` lists them, `get TRIAL NAME` copies one out.
+    Artifacts {
+        #[command(subcommand)]
+        cmd: ArtifactsCmd,
+        #[command(flatten)]
+        artifacts: orrery_api::artifacts::ArtifactArgs,
+    },
     /// Print the Experiment and Trial CRDs (or write them into a folder).
     Crd {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ArtifactsCmd {
+    /// List a trial's artifacts: name, size, step, SHA-256, when stored. TRIAL: the trial's id,
+    /// or EXPERIMENT/INDEX (the experiment's name or id, the trial's index as the leaderboard shows
+    /// it).
+    Ls { trial: String },
+    /// Copy a trial's artifact into a file (its SHA-256 checked).
+    Get {
+        trial: String,
+        name: String,
+        /// The file to write (default: ./NAME).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -453,6 +477,42 @@ async fn main() -> anyhow::Result<ExitCode> {
             let written = report.await?;
             for p in written {
                 println!("wrote {}", p.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Artifacts { cmd, artifacts } => {
+            let store = open_store(&db).await?;
+            let not_found = |e: &orrery_api::StoreError| {
+                matches!(e, orrery_api::StoreError::NotFound(_)).then(|| {
+                    eprintln!("error: {e} in {db}; name a trial by its id or as EXPERIMENT/INDEX (the index `orrery show EXPERIMENT` prints); `orrery artifacts ls TRIAL` lists its artifacts");
+                    ExitCode::from(EXIT_INVALID)
+                })
+            };
+            let (ArtifactsCmd::Ls { trial: which } | ArtifactsCmd::Get { trial: which, .. }) = &cmd;
+            let trial = match artifacts::trial_id(&store, which).await {
+                Ok(t) => t,
+                Err(e) => return not_found(&e).ok_or(e).map_err(Into::into),
+            };
+            match cmd {
+                ArtifactsCmd::Ls { .. } => {
+                    let list = match store.artifacts(trial).await {
+                        Ok(l) => l,
+                        Err(e) => return not_found(&e).ok_or(e).map_err(Into::into),
+                    };
+                    if list.is_empty() {
+                        println!("trial {trial} has no stored artifacts");
+                    } else {
+                        println!("{}", artifacts::table(&list));
+                    }
+                }
+                ArtifactsCmd::Get { name, out, .. } => {
+                    if let Err(e) = store.artifact(trial, &name).await {
+                        return not_found(&e).ok_or(e).map_err(Into::into);
+                    }
+                    let storage = artifacts.open_or(&db.artifacts_default())?;
+                    let file = artifacts::get(&store, &storage, trial, &name, out).await?;
+                    println!("wrote {}", file.display());
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -272,12 +272,29 @@ async fn killed_worker_is_retried_and_resumes_from_its_checkpoint() {
     std::fs::write(dir.path().join("s.yaml"), s).unwrap();
     let runs = dir.path().join("runs");
     let mut child = start_run(dir.path());
-    let ckpt = || trial_dir(&runs, 0).map(|d| d.join("checkpoint/checkpoint.pt"));
+    // Wait for the first checkpoint uploaded to the API's artifact store.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !ckpt().is_some_and(|c| c.exists()) {
-        assert!(Instant::now() < deadline, "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(20));
+    // Open the database once the run has migrated it and started the worker.
+    while trial_dir(&runs, 0).is_none() {
+        assert!(Instant::now() < deadline, "no trial folder appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let watch = open(&dir.path().join("o.db")).await;
+    let uploaded = loop {
+        let trial = watch.find_experiment("kill-me").await.ok().map(|e| e.id);
+        let listed = match trial {
+            Some(e) => match watch.trials(e).await.unwrap().first() {
+                Some(t) => watch.artifacts(t.id).await.unwrap_or_default(),
+                None => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        if let Some(a) = listed.iter().find(|a| a.name.starts_with("checkpoint-")) {
+            break a.clone();
+        }
+        assert!(Instant::now() < deadline, "no checkpoint was uploaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let pid = find_worker(&runs).expect("the worker process");
     // SAFETY: kill(2) on the worker we found; no memory is involved.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
@@ -309,8 +326,31 @@ async fn killed_worker_is_retried_and_resumes_from_its_checkpoint() {
         (1..=150).map(|i| i * 10).collect::<Vec<_>>(),
         "every logged step exactly once"
     );
+    // The retry ran in a fresh folder and resumed from the uploaded checkpoint it downloaded.
     let log2 = std::fs::read_to_string(trial_dir(&runs, 0).unwrap().join("attempt-2.log")).unwrap();
+    assert!(
+        log2.contains("downloaded the newest checkpoint from the API"),
+        "{log2}"
+    );
     assert!(log2.contains("resumed from checkpoint"), "{log2}");
+    assert!(
+        resumed[1].0 as u64 >= uploaded.step.unwrap() as u64,
+        "{resumed:?} {uploaded:?}"
+    );
+    // At the end: the final model and the newest 3 checkpoints (keep_checkpoints' default).
+    let names: Vec<String> = store
+        .artifacts(tr.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert!(names.contains(&"model".to_string()), "{names:?}");
+    let checkpoints = names
+        .iter()
+        .filter(|n| n.starts_with("checkpoint-"))
+        .count();
+    assert_eq!(checkpoints, 3, "{names:?}");
 }
 
 /// Stores the spec and mints a worker token for its first trial: what an executor does before it

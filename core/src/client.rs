@@ -2,9 +2,15 @@
 
 use std::time::Duration;
 
+use std::io::{Read, Write};
+use std::path::Path;
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
 use crate::dto::{
-    ErrorBody, ExperimentDto, ExperimentStateUpdate, IngestResult, Leaderboard, MetricBatch,
-    TrialDto, TrialStateUpdate,
+    ArtifactDto, ErrorBody, ExperimentDto, ExperimentStateUpdate, IngestResult, Leaderboard,
+    MetricBatch, TrialDto, TrialStateUpdate,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +44,40 @@ impl ClientError {
 pub struct ApiClient {
     base: String,
     agent: ureq::Agent,
+    /// For artifacts: no bound on the whole exchange (a model may take minutes), only on each
+    /// read and write.
+    bulk: ureq::Agent,
     token: Option<String>,
+}
+
+/// Reads `from` to its end in 1 MiB pieces, writing them to `to` if given; the SHA-256 of what
+/// was read, lower-case hex.
+fn hash_copy(mut from: impl Read, mut to: Option<&mut dyn Write>) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        if let Some(w) = to.as_mut() {
+            w.write_all(&buf[..n])?;
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The SHA-256 of a file, lower-case hex.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    hash_copy(std::fs::File::open(path)?, None)
+}
+
+fn hex_to_bytes(hex: &str) -> Option<Vec<u8>> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 impl ApiClient {
@@ -47,9 +86,15 @@ impl ApiClient {
             .timeout_connect(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build();
+        let bulk = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout_read(Duration::from_secs(120))
+            .timeout_write(Duration::from_secs(120))
+            .build();
         ApiClient {
             base: base.trim_end_matches('/').to_string(),
             agent,
+            bulk,
             token,
         }
     }
@@ -67,6 +112,27 @@ impl ApiClient {
         (url, req)
     }
 
+    fn bulk_request(&self, method: &str, path: &str) -> (String, ureq::Request) {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.bulk.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        (url, req)
+    }
+
+    fn status_error(url: String, status: u16, resp: ureq::Response) -> ClientError {
+        let message = resp
+            .into_json::<ErrorBody>()
+            .map(|b| b.error)
+            .unwrap_or_else(|_| "no error body".to_string());
+        ClientError::Status {
+            url,
+            status,
+            message,
+        }
+    }
+
     fn finish<T: serde::de::DeserializeOwned>(
         url: String,
         r: Result<ureq::Response, ureq::Error>,
@@ -76,17 +142,7 @@ impl ApiClient {
                 url,
                 message: e.to_string(),
             }),
-            Err(ureq::Error::Status(status, resp)) => {
-                let message = resp
-                    .into_json::<ErrorBody>()
-                    .map(|b| b.error)
-                    .unwrap_or_else(|_| "no error body".to_string());
-                Err(ClientError::Status {
-                    url,
-                    status,
-                    message,
-                })
-            }
+            Err(ureq::Error::Status(status, resp)) => Err(Self::status_error(url, status, resp)),
             Err(e) => Err(ClientError::Unreachable {
                 url,
                 message: e.to_string(),
@@ -106,6 +162,123 @@ impl ApiClient {
     ) -> Result<IngestResult, ClientError> {
         let (url, req) = self.request("POST", &format!("/api/v1/trials/{trial_id}/metrics"));
         Self::finish(url, req.send_json(batch))
+    }
+
+    /// Stores the file at `path` as the trial's artifact `name` (streamed, with its SHA-256 in
+    /// `Content-Digest`), replacing one of that name.
+    pub fn put_artifact(
+        &self,
+        trial_id: i64,
+        name: &str,
+        step: Option<i64>,
+        path: &Path,
+    ) -> Result<ArtifactDto, ClientError> {
+        let io = |e: std::io::Error| ClientError::Decode {
+            url: path.display().to_string(),
+            message: format!("cannot read the artifact file: {e}"),
+        };
+        let sha = file_sha256(path).map_err(io)?;
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        let digest = base64::engine::general_purpose::STANDARD
+            .encode(hex_to_bytes(&sha).unwrap_or_default());
+        let query = step.map(|s| format!("?step={s}")).unwrap_or_default();
+        let (url, req) = self.bulk_request(
+            "PUT",
+            &format!("/api/v1/trials/{trial_id}/artifacts/{name}{query}"),
+        );
+        let file = std::fs::File::open(path).map_err(io)?;
+        let r = req
+            .set("Content-Digest", &format!("sha-256=:{digest}:"))
+            .set("Content-Length", &size.to_string())
+            .set("Content-Type", "application/octet-stream")
+            .send(file);
+        Self::finish(url, r)
+    }
+
+    /// The trial's artifacts, by name.
+    pub fn list_artifacts(&self, trial_id: i64) -> Result<Vec<ArtifactDto>, ClientError> {
+        let (url, req) = self.request("GET", &format!("/api/v1/trials/{trial_id}/artifacts"));
+        Self::finish(url, req.call())
+    }
+
+    /// Deletes the trial's artifact `name`.
+    pub fn delete_artifact(&self, trial_id: i64, name: &str) -> Result<(), ClientError> {
+        let (url, req) = self.request(
+            "DELETE",
+            &format!("/api/v1/trials/{trial_id}/artifacts/{name}"),
+        );
+        match req.call() {
+            Ok(_) => Ok(()),
+            Err(ureq::Error::Status(status, resp)) => Err(Self::status_error(url, status, resp)),
+            Err(e) => Err(ClientError::Unreachable {
+                url,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Downloads the trial's artifact `name` into `dest` (through `dest` + `.part`, renamed once
+    /// whole), checking its SHA-256 against the answer's `ETag`; returns the SHA-256.
+    pub fn download_artifact(
+        &self,
+        trial_id: i64,
+        name: &str,
+        dest: &Path,
+    ) -> Result<String, ClientError> {
+        let (url, req) = self.bulk_request(
+            "GET",
+            &format!("/api/v1/trials/{trial_id}/artifacts/{name}"),
+        );
+        let resp = match req.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(status, resp)) => {
+                return Err(Self::status_error(url, status, resp))
+            }
+            Err(e) => {
+                return Err(ClientError::Unreachable {
+                    url,
+                    message: e.to_string(),
+                })
+            }
+        };
+        let want = resp
+            .header("ETag")
+            .unwrap_or("")
+            .trim_matches('"')
+            .to_string();
+        let part = dest.with_extension("part");
+        let fail = |message: String| ClientError::Decode {
+            url: url.clone(),
+            message,
+        };
+        let copied = (|| -> std::io::Result<String> {
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut out = std::fs::File::create(&part)?;
+            let sha = hash_copy(resp.into_reader(), Some(&mut out))?;
+            out.sync_all()?;
+            Ok(sha)
+        })();
+        let got = match copied {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                return Err(ClientError::Unreachable {
+                    url: url.clone(),
+                    message: format!("the download broke off: {e}"),
+                });
+            }
+        };
+        if got != want {
+            let _ = std::fs::remove_file(&part);
+            return Err(fail(format!(
+                "the download's SHA-256 is {got}, not the {want} the server announced"
+            )));
+        }
+        std::fs::rename(&part, dest)
+            .map_err(|e| fail(format!("cannot move it into place: {e}")))?;
+        Ok(got)
     }
 
     /// Mints a new worker token for a trial (admin); any earlier one stops working.

@@ -393,6 +393,8 @@ crate::declare_fields! {
         eval_batches: u32 = 4, int(1, 10_000), "validation batches per group in each evaluation";
         log_every: u64 = 10, int(1, MAX_STEPS), "steps between logged training metrics";
         checkpoint_every: u64 = 100, int(0, MAX_STEPS), "steps between checkpoints; 0 turns them off";
+        keep_checkpoints: u32 = 3, int(1, 1_000),
+            "checkpoints kept in the API's artifact store, the newest (the final model is kept besides)";
         precision: Precision = Precision::Auto, Ty::OneOf(&["auto", "fp32", "bf16"]),
             "auto: bf16 on CUDA, fp32 on CPU; bf16: matmuls and attention in bf16, weights fp32";
         seed: u64 = 0, int(0, i64::MAX),

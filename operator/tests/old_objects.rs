@@ -28,10 +28,11 @@ fn an_old_trial_reads_as_the_same_configuration() {
     assert_eq!(trial.spec.config.model.seq_len, 32);
     // Written back, the configuration is the one stored, field for field, plus the fields added
     // since at their defaults: `training.precision: auto` (fp32 on the CPU, what the old worker
-    // ran).
+    // ran) and `training.keep_checkpoints: 3` (the old worker uploaded none).
     let stored: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     let mut stored: serde_json::Value = serde_json::to_value(&stored["spec"]["config"]).unwrap();
     stored["training"]["precision"] = "auto".into();
+    stored["training"]["keep_checkpoints"] = 3.into();
     assert_eq!(serde_json::to_value(&trial.spec.config).unwrap(), stored);
 }
 

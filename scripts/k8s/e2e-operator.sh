@@ -62,14 +62,22 @@ K="$TOOLS/kubectl"
 # --- the chart -----------------------------------------------------------------------------------
 "$TOOLS/helm" lint "$REPO/charts/orrery" >/dev/null || fail "helm lint"
 "$TOOLS/helm" template orrery "$REPO/charts/orrery" -n $NS >/dev/null || fail "helm template"
-# PostgreSQL: the URL reaches the API from a Secret and there is no volume claim; a postgres
-# database without a URL, or an unknown database type, is refused at render time.
+# PostgreSQL: the URL reaches the API from a Secret and there is no database volume claim, only
+# one for the artifacts (none when they go to S3); a postgres database without a URL, or an
+# unknown database type, is refused at render time.
 PG=$("$TOOLS/helm" template orrery "$REPO/charts/orrery" --set database.type=postgres \
        --set database.postgres.url=postgres://orrery:pw@db:5432/orrery) \
   || fail "helm template with database.type=postgres"
 grep -q "ORRERY_DATABASE_URL" <<<"$PG" && grep -q "name: orrery-database" <<<"$PG" \
-  && ! grep -q "kind: PersistentVolumeClaim" <<<"$PG" \
-  || fail "the postgres rendering lacks the URL Secret or has a volume claim"
+  && ! grep -q "name: orrery-db$" <<<"$PG" && grep -q "name: orrery-artifacts$" <<<"$PG" \
+  || fail "the postgres rendering lacks the URL Secret, has a database volume claim or none for artifacts"
+PGS3=$("$TOOLS/helm" template orrery "$REPO/charts/orrery" --set database.type=postgres \
+       --set database.postgres.url=postgres://orrery:pw@db:5432/orrery \
+       --set artifacts.location=s3://bucket/orrery --set artifacts.s3Secret=orrery-s3) \
+  || fail "helm template with artifacts in S3"
+grep -q 'value: "s3://bucket/orrery"' <<<"$PGS3" && grep -q "name: orrery-s3" <<<"$PGS3" \
+  && ! grep -q "kind: PersistentVolumeClaim" <<<"$PGS3" \
+  || fail "the S3 rendering lacks the location or its Secret, or has a volume claim"
 for bad in "database.type=postgres" "database.type=mysql" "auth.reads=maybe"; do
   if "$TOOLS/helm" template orrery "$REPO/charts/orrery" --set "$bad" >/dev/null 2>&1; then
     fail "the chart rendered with --set $bad"

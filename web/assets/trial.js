@@ -1,5 +1,6 @@
 // The trial page: one chart per metric (log axes, smoothing, drag-to-zoom), the parameters, the
-// state history and the configuration; redrawn live while the trial runs.
+// state history, the stored artifacts (download links) and the configuration; redrawn live while
+// the trial runs.
 
 import { api, curve, el, fmtParam, live, notice, pageData, phaseBadge } from './common.js';
 import { chartControls, chartFigure } from './chart.js';
@@ -73,6 +74,18 @@ async function drawFacts() {
       ' writes one per attempt under its work folder (this server links them when started with ',
       el('code', {}, 'orrery serve --workdir'), '); on a cluster: ',
       el('code', {}, `kubectl logs -l orrery.dev/trial=${data.name}-${t.index}`), '.'));
+  const stored = await api(`/api/v1/trials/${trialId}/artifacts`);
+  document.getElementById('artifacts').replaceChildren(stored.length
+    ? el('table', { class: 'grid', id: 'artifacts-table' },
+      el('thead', {}, el('tr', {}, ['artifact', 'bytes', 'step', 'SHA-256', 'stored'].map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, stored.map((a) => el('tr', {},
+        el('td', {}, el('a', { href: `/api/v1/trials/${trialId}/artifacts/${encodeURIComponent(a.name)}`, download: a.name }, a.name)),
+        el('td', { class: 'num' }, a.size.toLocaleString('en')),
+        el('td', { class: 'num' }, a.step ?? ''),
+        el('td', {}, el('code', { title: a.sha256 }, a.sha256.slice(0, 12))),
+        el('td', { class: 'muted' }, a.created)))))
+    : el('p', { class: 'muted' }, 'No stored artifacts: a worker uploads its checkpoints every ',
+      el('code', {}, 'training.checkpoint_every'), ' steps and its final weights (', el('code', {}, 'model'), ') at the end.'));
   document.getElementById('config').replaceChildren(el('details', {}, el('summary', {}, 'Resolved configuration (JSON)'),
     el('pre', {}, JSON.stringify(t.config, null, 2))));
 }

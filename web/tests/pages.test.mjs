@@ -6,6 +6,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
@@ -261,6 +262,14 @@ describe('pages of a finished LR sweep', () => {
     const history = await texts('#history-table tbody tr td:first-child');
     assert.deepEqual(history, ['Pending', 'Running', 'Succeeded']);
     assert.match(await page.textContent('#params'), /training\.lr/);
+    // Its final weights, uploaded by the worker: listed, and the link downloads exactly them.
+    assert.deepEqual(await texts('#artifacts-table tbody tr td:first-child'), ['model']);
+    const link = page.locator('#artifacts-table a', { hasText: 'model' });
+    const sha = await page.locator('#artifacts-table code').getAttribute('title');
+    const got = await page.request.get(new URL(await link.getAttribute('href'), page.url()).href);
+    assert.equal(got.status(), 200);
+    assert.equal(got.headers().etag, `"${sha}"`);
+    assert.equal(createHash('sha256').update(await got.body()).digest('hex'), sha);
     await shot('trial');
     visited.trial = page.url();
     // The log of its one attempt, as the worker wrote it.

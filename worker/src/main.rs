@@ -9,6 +9,10 @@ use clap::Parser;
 
 use orrery_core::client::ApiClient;
 use orrery_core::spec::TrialConfig;
+use std::sync::Arc;
+
+use orrery_worker::train::checkpoint;
+use orrery_worker::train::remote::Remote;
 use orrery_worker::train::reporter::{Reporter, ReporterOptions};
 use orrery_worker::train::{RunEnv, TrainError, TrialResult};
 use orrery_worker::{alloc, device_name, exit, parse_device, precision, threads, workloads};
@@ -147,7 +151,7 @@ fn main() -> ExitCode {
         ..Default::default()
     };
     let reporter = Reporter::start(
-        client,
+        client.clone(),
         trial_id,
         args.workdir.join("metrics-spill.jsonl"),
         opts,
@@ -167,11 +171,34 @@ fn main() -> ExitCode {
         prec.as_str(),
         cfg.training.precision.as_str(),
     );
+    let checkpoint_dir = args.workdir.join("checkpoint");
+    // With an API, checkpoints go to its artifact store, and a start without a local checkpoint
+    // (a new attempt in a fresh folder, a new Pod) resumes from the newest one there.
+    let remote = match (&client, args.trial_id) {
+        (Some(c), Some(id)) => Some(Arc::new(Remote::new(
+            c.clone(),
+            id,
+            cfg.training.keep_checkpoints,
+        ))),
+        _ => None,
+    };
+    if let Some(r) = &remote {
+        let file = checkpoint::path(&checkpoint_dir);
+        if !file.exists() {
+            if let Err(e) = r.fetch_checkpoint(&file) {
+                // Starting over would redo what a checkpoint holds: fail the attempt instead,
+                // and let the executor retry it.
+                eprintln!("error: cannot fetch the trial's newest checkpoint: {e}");
+                return ExitCode::from(exit::FAILED as u8);
+            }
+        }
+    }
     let env = RunEnv {
         device,
-        checkpoint_dir: Some(args.workdir.join("checkpoint")),
+        checkpoint_dir: Some(checkpoint_dir),
         progress: args.progress,
         span: Default::default(),
+        remote,
     };
     let result = workloads::run(&cfg, &env, &reporter);
     let stats = reporter.finish();

@@ -119,6 +119,7 @@ fn run(toy: &mut Toy, steps: u64, dir: &Path) -> (TrialResult, BTreeMap<String, 
         checkpoint_dir: Some(dir.join("checkpoint")),
         progress: false,
         span: Default::default(),
+        remote: None,
     };
     let result = train::run(toy, &config(steps), &env, &rep).unwrap();
     rep.finish();

@@ -266,3 +266,25 @@ pub(super) async fn list_artifacts(
 ) -> ApiResult<impl IntoResponse> {
     Ok(Json(store.artifacts(id).await?))
 }
+
+/// Deletes the trial's artifact `name` (its row, then its bytes).
+#[utoipa::path(delete, path = "/api/v1/trials/{id}/artifacts/{name}", tag = "artifacts",
+    params(
+        ("id" = i64, Path, description = "trial id"),
+        ("name" = String, Path, description = "artifact name"),
+    ),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no such trial or artifact", body = ErrorBody),
+        (status = 503, description = "this server stores no artifacts", body = ErrorBody),
+    ))]
+pub(super) async fn delete_artifact(
+    State(store): State<Arc<Store>>,
+    State(artifacts): State<ArtifactStorage>,
+    Path((id, name)): Path<(i64, String)>,
+) -> ApiResult<StatusCode> {
+    let artifacts = storage(&artifacts)?;
+    let key = store.delete_artifact(id, &name).await?;
+    artifacts.delete(&key).await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -101,7 +101,11 @@ fn rest() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(trials::mint_trial_token))
         .routes(routes!(metrics::metric_history, metrics::ingest))
         .routes(routes!(artifacts::list_artifacts))
-        .routes(routes!(artifacts::get_artifact, artifacts::put_artifact))
+        .routes(routes!(
+            artifacts::get_artifact,
+            artifacts::put_artifact,
+            artifacts::delete_artifact
+        ))
         .split_for_parts();
     openapi::add_shared(&mut doc);
     (routes, doc)

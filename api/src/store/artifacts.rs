@@ -91,16 +91,18 @@ impl Store {
         Ok(old.map(|o| o.object_key).filter(|k| k != object_key))
     }
 
-    /// A trial's artifact of that name.
-    pub async fn artifact(&self, trial_id: i64, name: &str) -> Result<ArtifactRow> {
-        let m = artifact::Entity::find()
+    async fn artifact_row(&self, trial_id: i64, name: &str) -> Result<artifact::Model> {
+        artifact::Entity::find()
             .filter(artifact::Column::TrialId.eq(trial_id))
             .filter(artifact::Column::Name.eq(name))
             .one(&self.db)
             .await?
-            .ok_or_else(|| {
-                StoreError::NotFound(format!("artifact \"{name}\" of trial {trial_id}"))
-            })?;
+            .ok_or_else(|| StoreError::NotFound(format!("artifact \"{name}\" of trial {trial_id}")))
+    }
+
+    /// A trial's artifact of that name.
+    pub async fn artifact(&self, trial_id: i64, name: &str) -> Result<ArtifactRow> {
+        let m = self.artifact_row(trial_id, name).await?;
         Ok(ArtifactRow {
             artifact: dto(&m),
             object_key: m.object_key,
@@ -118,5 +120,13 @@ impl Store {
             .iter()
             .map(dto)
             .collect())
+    }
+
+    /// Deletes the trial's artifact `name`; returns its storage key (the caller deletes the bytes).
+    pub async fn delete_artifact(&self, trial_id: i64, name: &str) -> Result<String> {
+        let _w = self.write.lock().await;
+        let m = self.artifact_row(trial_id, name).await?;
+        artifact::Entity::delete_by_id(m.id).exec(&self.db).await?;
+        Ok(m.object_key)
     }
 }

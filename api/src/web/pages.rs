@@ -173,6 +173,7 @@ pub fn trial(e: &ExperimentDto, t: &TrialDto) -> String {
 <div class=\"two\"><section aria-labelledby=\"params-h\"><h2 id=\"params-h\">Parameters</h2><div id=\"params\"></div></section>\
 <section aria-labelledby=\"history-h\"><h2 id=\"history-h\">State history</h2><div id=\"history\"></div>\
 <h3>Logs</h3><div id=\"logs\"></div></section></div>\
+<section aria-labelledby=\"artifacts-h\"><h2 id=\"artifacts-h\">Artifacts</h2><div id=\"artifacts\"></div></section>\
 <section aria-labelledby=\"config-h\"><h2 id=\"config-h\">Configuration</h2><div id=\"config\"></div></section>",
         i = t.index,
         n = esc(&e.name),

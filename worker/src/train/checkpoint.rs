@@ -1,15 +1,18 @@
 //! Checkpoints: parameters, Adam moments, the loop's counters and the workload's own state
 //! ([`super::Workload::state`]) in one file, written to a temporary name and renamed, so a worker
 //! killed mid-write leaves the previous checkpoint intact. The training loop writes them on a
-//! background thread ([`Writer`]).
+//! background thread ([`Writer`]), which then uploads them to the API ([`Remote`]).
 
 use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
 
 use super::optim::AdamW;
+use super::remote::Remote;
 
 const FILE: &str = "checkpoint.pt";
+/// The final weights, parameters only (`p/<name>`, as in a checkpoint).
+const MODEL_FILE: &str = "model.pt";
 
 /// The loop's counters stored beside the tensors.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,17 +82,25 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Writes the checkpoint in the background, then (with `remote`) uploads it.
     pub fn save(
         &mut self,
         dir: &Path,
         opt: &AdamW,
         progress: Progress,
         state: &[(String, Tensor)],
+        remote: Option<std::sync::Arc<Remote>>,
     ) -> Result<(), tch::TchError> {
         self.wait()?;
         let named = snapshot(opt, progress, state);
         let dir = dir.to_path_buf();
-        self.pending = Some(std::thread::spawn(move || write(&dir, &named)));
+        self.pending = Some(std::thread::spawn(move || {
+            write(&dir, &named)?;
+            if let Some(r) = remote {
+                r.push_checkpoint(&path(&dir), progress.step);
+            }
+            Ok(())
+        }));
         Ok(())
     }
 
@@ -102,6 +113,26 @@ impl Writer {
             None => Ok(()),
         }
     }
+}
+
+/// Writes the parameters alone (`p/<name>`, the final model) into `dir`; returns the file.
+pub fn save_weights(dir: &Path, opt: &AdamW) -> Result<PathBuf, tch::TchError> {
+    let named: Vec<(String, Tensor)> = opt
+        .params
+        .iter()
+        .map(|p| {
+            (
+                format!("p/{}", p.name),
+                p.tensor.detach().to_device(Device::Cpu),
+            )
+        })
+        .collect();
+    std::fs::create_dir_all(dir)?;
+    let file = dir.join(MODEL_FILE);
+    let tmp = dir.join(format!("{MODEL_FILE}.tmp"));
+    Tensor::save_multi(&named, &tmp)?;
+    std::fs::rename(&tmp, &file)?;
+    Ok(file)
 }
 
 /// Loads the checkpoint in `dir` into `opt` (parameters and moments) and into the workload's

@@ -1,6 +1,7 @@
 //! The training machinery every workload shares: the LR [`schedule`], the [`optim`]izer, the
-//! [`eval`]uation of a language model, [`checkpoint`]s and resume, the [`divergence`] rules, the
-//! metric [`reporter`], and the loop itself ([`run`]), which drives any [`Workload`].
+//! [`eval`]uation of a language model, [`checkpoint`]s and resume (uploaded to and fetched from the
+//! API: [`remote`]), the [`divergence`] rules, the metric [`reporter`], and the loop itself
+//! ([`run`]), which drives any [`Workload`].
 //!
 //! A workload supplies what differs — how a step's gradients are made, how it evaluates, what it
 //! measures and which divergence rule applies — and the loop does the rest the same way for all:
@@ -15,6 +16,7 @@ pub mod checkpoint;
 pub mod divergence;
 pub mod eval;
 pub mod optim;
+pub mod remote;
 pub mod reporter;
 pub mod schedule;
 
@@ -56,6 +58,10 @@ pub struct RunEnv {
     pub progress: bool,
     /// Where this run's steps fall among the trial's, for the progress lines.
     pub span: StepSpan,
+    /// The API's artifact store, when the worker has an API: each checkpoint is uploaded there
+    /// and the final weights too. Only for a run with a `checkpoint_dir` (the trial's own model,
+    /// not DoReMi's reference or proxy).
+    pub remote: Option<std::sync::Arc<remote::Remote>>,
 }
 
 /// A trial that trains several models one after the other (DoReMi: a reference, a proxy, then
@@ -359,9 +365,14 @@ fn train(
         if checkpoint_now {
             if let Some(dir) = &env.checkpoint_dir {
                 rep.barrier();
-                writer.save(dir, &opt, progress, &w.state())?;
+                writer.save(dir, &opt, progress, &w.state(), env.remote.clone())?;
             }
         }
+    }
+    if let (Some(dir), Some(remote)) = (&env.checkpoint_dir, &env.remote) {
+        writer.wait()?;
+        let file = checkpoint::save_weights(dir, &opt)?;
+        remote.push_model(&file, progress.step);
     }
     w.finish(progress.step as i64, rep);
     Ok(TrialResult::Succeeded)

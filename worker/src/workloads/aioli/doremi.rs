@@ -53,6 +53,7 @@ pub fn run(
             before,
             total: Some(total),
         },
+        remote: env.remote.clone(),
     };
     let resumed = env
         .checkpoint_dir
