@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, Pod, PodSpec, ResourceRequirements, SecretKeySelector,
-    Toleration,
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSpec, ResourceRequirements,
+    SecretKeySelector, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -115,8 +115,21 @@ pub fn build(a: &AttemptPod) -> Pod {
                     requests: Some(requests),
                     ..Default::default()
                 }),
+                // The worker's scratch: its local checkpoint and spill file. A new attempt is a
+                // new Pod with an empty one; it resumes from the checkpoint its predecessor
+                // uploaded to the API (ORRERY_API_URL, ORRERY_TRIAL_ID, ORRERY_TOKEN).
+                volume_mounts: Some(vec![VolumeMount {
+                    name: "work".into(),
+                    mount_path: "/work".into(),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }],
+            volumes: Some(vec![Volume {
+                name: "work".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            }]),
             ..Default::default()
         }),
         status: None,
@@ -283,6 +296,16 @@ mod tests {
             .map(|e| (e.name.clone(), e))
             .collect();
         assert_eq!(env["ORRERY_TRIAL_ID"].value.as_deref(), Some("42"));
+        // What a new attempt resumes with: the API, the trial, a scratch folder of its own.
+        assert!(env["ORRERY_API_URL"].value.is_some());
+        assert_eq!(env["ORRERY_WORKDIR"].value.as_deref(), Some("/work"));
+        let mount = &c.volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(
+            (mount.name.as_str(), mount.mount_path.as_str()),
+            ("work", "/work")
+        );
+        let vol = &spec.volumes.as_ref().unwrap()[0];
+        assert!(vol.empty_dir.is_some() && vol.name == "work");
         assert_eq!(env["ORRERY_DEVICE"].value.as_deref(), Some("cuda"));
         // resources.cpu "2": two libtorch threads, not the node's cores.
         assert_eq!(env["ORRERY_THREADS"].value.as_deref(), Some("2"));

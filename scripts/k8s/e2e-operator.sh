@@ -170,13 +170,18 @@ pods=$("$K" get pods -n $NS -l orrery.dev/experiment=sweep --no-headers | wc -l)
 [ "$pods" = 12 ] || fail "sweep: $pods Pods, expected 12 (one attempt each)"
 gpus=$("$K" get pods -n $NS -l orrery.dev/experiment=sweep -o jsonpath='{range .items[*]}{.spec.containers[0].resources.limits.nvidia\.com/gpu}{"\n"}{end}' | sort -u)
 [ "$gpus" = 1 ] || fail "sweep Pods request nvidia.com/gpu: $gpus"
+# What a retried attempt (a new Pod) resumes with: the API, its trial, its token, and an empty
+# scratch folder of its own; the checkpoint comes from the API's artifact store.
+resume=$("$K" get pods -n $NS -l orrery.dev/experiment=sweep -o jsonpath='{range .items[*]}{.spec.containers[0].env[?(@.name=="ORRERY_API_URL")].value}|{.spec.containers[0].env[?(@.name=="ORRERY_TOKEN")].valueFrom.secretKeyRef.key}|{.spec.containers[0].volumeMounts[0].mountPath}|{.spec.volumes[0].emptyDir}{"\n"}{end}' | sort -u)
+grep -q "^http.*|token|/work|{}$" <<<"$resume" && [ "$(wc -l <<<"$resume")" = 1 ] \
+  || fail "sweep Pods lack what a new attempt resumes with (API URL, token, /work emptyDir): $resume"
 [ "$(jp experiment/sweep '{.status.counts.succeeded}')" = 12 ] || fail "sweep counts: $(jp experiment/sweep '{.status.counts}')"
 [ "$(jp experiment/sweep '{.status.progress}')" = 12/12 ] || fail "sweep progress: $(jp experiment/sweep '{.status.progress}')"
 id=$(api_exp_id sweep)
 api "experiments/$id" | python3 -c 'import json,sys; e=json.load(sys.stdin); assert e["phase"]=="Succeeded" and e["counts"]["succeeded"]==12, e' \
   || fail "the API does not record sweep as Succeeded with 12 trials"
 [ "$max_running" -ge 2 ] || fail "sweep never ran trials in parallel (max $max_running)"
-ok "sweep: 12 trials, at most $max_running Pods at once (parallelism 3), each nvidia.com/gpu: 1, Succeeded 12/12 in the CR and the API"
+ok "sweep: 12 trials, at most $max_running Pods at once (parallelism 3), each nvidia.com/gpu: 1 and what a new attempt resumes with (API URL, token, /work emptyDir), Succeeded 12/12 in the CR and the API"
 "$K" get experiments -n $NS | grep -q 'sweep *Succeeded *12/12' || fail "kubectl get experiments: $("$K" get experiments -n $NS)"
 "$K" describe experiment sweep -n $NS | grep -q 'AllTrialsDone' || fail "kubectl describe shows no events"
 ok "kubectl get experiments: $("$K" get experiments -n $NS --no-headers | grep sweep | tr -s ' '); describe shows the events"
