@@ -184,9 +184,12 @@ pub fn need(method: &Method, path: &str) -> Need {
         ["api", "v1", "trials", _, "artifacts", _]
             if method == Method::GET || method == Method::HEAD =>
         {
+            // An id that is not a plain number (`%32`, which the router would decode) gets the
+            // strictest rule, so that the two readings of the path cannot disagree in a
+            // worker's favour.
             match trial {
                 Some(t) => Need::ReadArtifact { trial: t },
-                None => Need::Read { trial },
+                None => Need::Admin,
             }
         }
         _ if method == Method::GET || method == Method::HEAD => Need::Read { trial },
@@ -334,6 +337,10 @@ mod tests {
         assert_eq!(
             need(&Method::GET, "/api/v1/trials/7/artifacts"),
             Need::Read { trial: Some(7) }
+        );
+        assert_eq!(
+            need(&Method::GET, "/api/v1/trials/%37/artifacts/model"),
+            Need::Admin
         );
         assert_eq!(
             need(&Method::DELETE, "/api/v1/trials/7/artifacts/model"),

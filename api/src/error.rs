@@ -35,6 +35,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
             StoreError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             StoreError::Conflict(_) => StatusCode::CONFLICT,
+            StoreError::Insufficient(_) => StatusCode::INSUFFICIENT_STORAGE,
             StoreError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

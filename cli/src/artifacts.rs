@@ -76,7 +76,7 @@ pub async fn get(
 ) -> anyhow::Result<PathBuf> {
     let row = store.artifact(trial, name).await?;
     let out = out.unwrap_or_else(|| PathBuf::from(name));
-    let part = out.with_extension("part");
+    let part = orrery_core::client::part_path(&out);
     let written = copy(artifacts, &row.object_key, &part).await;
     let sha = match written {
         Ok(sha) => sha,

@@ -34,7 +34,10 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         match self {
             ClientError::Unreachable { .. } => true,
-            ClientError::Status { status, .. } => *status >= 500 || *status == 429,
+            // 507: a storage quota, which waiting does not raise.
+            ClientError::Status { status, .. } => {
+                (*status >= 500 && *status != 507) || *status == 429
+            }
             ClientError::Decode { .. } => false,
         }
     }
@@ -66,6 +69,13 @@ fn hash_copy(mut from: impl Read, mut to: Option<&mut dyn Write>) -> std::io::Re
         }
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Where a download goes until it is whole: `<dest>.part` (beside it, so the rename is atomic).
+pub fn part_path(dest: &Path) -> std::path::PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".part");
+    dest.with_file_name(name)
 }
 
 /// The SHA-256 of a file, lower-case hex.
@@ -246,7 +256,7 @@ impl ApiClient {
             .unwrap_or("")
             .trim_matches('"')
             .to_string();
-        let part = dest.with_extension("part");
+        let part = part_path(dest);
         let fail = |message: String| ClientError::Decode {
             url: url.clone(),
             message,

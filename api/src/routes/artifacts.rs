@@ -18,7 +18,7 @@ use orrery_core::dto::{ArtifactDto, ErrorBody};
 use crate::artifacts::{hex, Artifacts, UploadError};
 use crate::error::{ApiError, ApiResult};
 use crate::state::ArtifactStorage;
-use crate::store::Store;
+use crate::store::{quota_message, Store, StoreError};
 
 /// Longest artifact name.
 const MAX_NAME: usize = 128;
@@ -81,13 +81,6 @@ fn storage(s: &ArtifactStorage) -> Result<&Arc<Artifacts>, ApiError> {
     })
 }
 
-fn insufficient(limit: u64, used: u64, size: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::INSUFFICIENT_STORAGE,
-        format!("the artifact storage's quota is {limit} bytes; {used} are used and this artifact has {size}: delete experiments or raise --artifacts-quota"),
-    )
-}
-
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct StepQuery {
@@ -147,23 +140,33 @@ pub(super) async fn put_artifact(
         }
         .into_api());
     }
+    // A declared size past the quota is refused before the body is read; the check that counts
+    // is in `put_artifact`, once the size is known.
     if let (Some(quota), Some(n)) = (limits.quota, declared) {
         let used = store.artifact_bytes().await?;
-        if used + n > quota {
-            return Err(insufficient(quota, used, n));
+        if used.saturating_add(n) > quota {
+            return Err(StoreError::Insufficient(quota_message(quota, used, n)).into());
         }
     }
-    let stored = artifacts
-        .upload(id, &name, &want, limits.max_bytes, body.into_data_stream())
+    // In a task of its own: if the client goes away, this handler is dropped, but the upload
+    // still ends (its body errors) and aborts its partial object.
+    let stored = {
+        let (artifacts, name) = (artifacts.clone(), name.clone());
+        let body = body.into_data_stream();
+        tokio::spawn(async move {
+            artifacts
+                .upload(id, &name, &want, limits.max_bytes, body)
+                .await
+        })
         .await
-        .map_err(UploadError::into_api)?;
-    if let Some(quota) = limits.quota {
-        let used = store.artifact_bytes().await?;
-        if used + stored.size > quota {
-            artifacts.delete(&stored.key).await;
-            return Err(insufficient(quota, used, stored.size));
-        }
-    }
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("upload task: {e}"),
+            )
+        })?
+        .map_err(UploadError::into_api)?
+    };
     let dto = ArtifactDto {
         name,
         size: stored.size,
@@ -171,13 +174,17 @@ pub(super) async fn put_artifact(
         step: q.step,
         created: String::new(),
     };
-    match store.put_artifact(id, &dto, &stored.key).await {
+    match store
+        .put_artifact(id, &dto, &stored.key, limits.quota)
+        .await
+    {
         Ok(replaced) => {
             if let Some(old) = replaced {
                 artifacts.delete(&old).await;
             }
         }
         Err(e) => {
+            // The new object is referenced by no row: nothing else can be using it.
             artifacts.delete(&stored.key).await;
             return Err(e.into());
         }
@@ -225,18 +232,28 @@ pub(super) async fn get_artifact(
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',').any(|t| {
+                let t = t.trim();
+                t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
+            })
+        });
     if matches {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
-    let stream = artifacts.read(&row.object_key).await.map_err(|e| {
-        tracing::error!(error = %e, key = %row.object_key, "reading an artifact");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "artifact \"{name}\" of trial {id} is listed but its bytes cannot be read: {e}"
-            ),
-        )
+    let stream = artifacts.read(&row.object_key).await.map_err(|e| match e {
+        // Replaced or deleted between reading its row and its bytes.
+        object_store::Error::NotFound { .. } => ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("artifact \"{name}\" of trial {id} was replaced or deleted while being read; ask again"),
+        ),
+        e => {
+            tracing::error!(error = %e, key = %row.object_key, "reading an artifact");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("artifact \"{name}\" of trial {id} is listed but its bytes cannot be read: {e}"),
+            )
+        }
     })?;
     Ok((
         [

@@ -3,8 +3,8 @@
 
 use sea_orm::sea_query::{Alias, Expr, Func};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 
 use orrery_core::dto::ArtifactDto;
@@ -29,34 +29,47 @@ pub struct ArtifactRow {
     pub object_key: String,
 }
 
+/// What a refusal past the quota says.
+pub fn quota_message(limit: u64, used: u64, size: u64) -> String {
+    format!("the artifact storage's quota is {limit} bytes; {used} are used and this artifact has {size}: delete experiments or raise --artifacts-quota")
+}
+
+/// Bytes all stored artifacts take.
+async fn total_bytes(db: &impl ConnectionTrait) -> Result<u64> {
+    // SUM of a BIGINT is NUMERIC on PostgreSQL: cast it back.
+    let total: Option<i64> = artifact::Entity::find()
+        .select_only()
+        .column_as(
+            Expr::expr(Func::cast_as(
+                Expr::col(artifact::Column::Size).sum(),
+                Alias::new("BIGINT"),
+            )),
+            "total",
+        )
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await?
+        .flatten();
+    Ok(total.unwrap_or(0).max(0) as u64)
+}
+
 impl Store {
     /// Bytes all stored artifacts take (what `--artifacts-quota` limits).
     pub async fn artifact_bytes(&self) -> Result<u64> {
-        // SUM of a BIGINT is NUMERIC on PostgreSQL: cast it back.
-        let total: Option<i64> = artifact::Entity::find()
-            .select_only()
-            .column_as(
-                Expr::expr(Func::cast_as(
-                    Expr::col(artifact::Column::Size).sum(),
-                    Alias::new("BIGINT"),
-                )),
-                "total",
-            )
-            .into_tuple::<Option<i64>>()
-            .one(&self.db)
-            .await?
-            .flatten();
-        Ok(total.unwrap_or(0).max(0) as u64)
+        total_bytes(&self.db).await
     }
 
     /// Records a stored artifact, replacing the trial's artifact of that name if there was one;
-    /// returns the replaced row's storage key (its bytes are the caller's to delete) when it
-    /// differs from the new one.
+    /// returns the replaced row's storage key (its bytes are the caller's to delete). With a
+    /// `quota`, refused (`Insufficient`) when all artifacts would then take more than it: checked
+    /// under the store's write lock, so concurrent uploads cannot together overshoot it; a
+    /// replacement counts the new size instead of the old.
     pub async fn put_artifact(
         &self,
         trial_id: i64,
         a: &ArtifactDto,
         object_key: &str,
+        quota: Option<u64>,
     ) -> Result<Option<String>> {
         let _w = self.write.lock().await;
         let txn = self.db.begin().await?;
@@ -72,6 +85,13 @@ impl Store {
             .filter(artifact::Column::Name.eq(&a.name))
             .one(&txn)
             .await?;
+        if let Some(limit) = quota {
+            let used = total_bytes(&txn).await?;
+            let freed = old.as_ref().map_or(0, |o| o.size.max(0) as u64);
+            if used.saturating_sub(freed).saturating_add(a.size) > limit {
+                return Err(StoreError::Insufficient(quota_message(limit, used, a.size)));
+            }
+        }
         if let Some(o) = &old {
             artifact::Entity::delete_by_id(o.id).exec(&txn).await?;
         }
@@ -88,7 +108,7 @@ impl Store {
         .exec(&txn)
         .await?;
         txn.commit().await?;
-        Ok(old.map(|o| o.object_key).filter(|k| k != object_key))
+        Ok(old.map(|o| o.object_key))
     }
 
     async fn artifact_row(&self, trial_id: i64, name: &str) -> Result<artifact::Model> {

@@ -12,7 +12,7 @@ mod mixing_law;
 mod tokens;
 mod trials;
 
-pub use artifacts::ArtifactRow;
+pub use artifacts::{quota_message, ArtifactRow};
 
 use std::time::Duration;
 
@@ -32,6 +32,9 @@ pub enum StoreError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// A write past a storage quota.
+    #[error("{0}")]
+    Insufficient(String),
     #[error("database: {0}")]
     Db(#[from] DbErr),
 }

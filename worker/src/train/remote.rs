@@ -2,10 +2,12 @@
 //! in a fresh folder, or a new Pod — resumes where the last one checkpointed, and so that a
 //! trial's final weights can be downloaded and trained on by another trial.
 //!
-//! Each checkpoint is uploaded as `checkpoint-<step>` right after it is written (on the
-//! checkpoint writer's thread, so training does not wait), and all but the newest
-//! `training.keep_checkpoints` are deleted; the final weights go up as `model`. A worker that
-//! starts without a local checkpoint downloads the newest uploaded one.
+//! Each checkpoint is uploaded as `checkpoint-<step>` right after it is written, on the checkpoint
+//! writer's thread: training goes on meanwhile, and waits only if the next checkpoint is due before
+//! the upload (and its retries, 7 s at most) ended. All but the newest `training.keep_checkpoints`
+//! are then deleted; the final weights go up as `model`. A worker that starts without a local
+//! checkpoint downloads the newest uploaded one. Checkpoints stay after the trial ends (a
+//! succeeded trial keeps its newest ones beside its model; they count against the API's quota).
 
 use std::path::Path;
 use std::time::Duration;
@@ -53,17 +55,32 @@ impl Remote {
     }
 
     /// Downloads the newest uploaded checkpoint to `file`; its step, or `None` when there is none.
+    /// Retried while the API's answers are transient, and listed again when the checkpoint listed
+    /// was pruned before it could be downloaded (an earlier attempt may still be running).
     pub fn fetch_checkpoint(&self, file: &Path) -> Result<Option<u64>, ClientError> {
-        let Some((step, name)) = self.checkpoints()?.pop() else {
-            return Ok(None);
-        };
-        let sha = self.client.download_artifact(self.trial_id, &name, file)?;
-        tracing::info!(
-            artifact = name,
-            sha256 = sha,
-            "downloaded the newest checkpoint from the API"
-        );
-        Ok(Some(step))
+        let mut tries = 1;
+        loop {
+            let Some((step, name)) = self
+                .with_retries("listing the checkpoints", || self.checkpoints())?
+                .pop()
+            else {
+                return Ok(None);
+            };
+            match self.with_retries("downloading a checkpoint", || {
+                self.client.download_artifact(self.trial_id, &name, file)
+            }) {
+                Ok(sha) => {
+                    tracing::info!(
+                        artifact = name,
+                        sha256 = sha,
+                        "downloaded the newest checkpoint from the API"
+                    );
+                    return Ok(Some(step));
+                }
+                Err(ClientError::Status { status: 404, .. }) if tries < TRIES => tries += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// `f`, tried again after 1, 2, 4 s while its error is transient.
