@@ -14,9 +14,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, WriteMultipart};
+use object_store::{GetResultPayload, ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
 
 /// The default largest artifact: 4 GiB.
@@ -220,8 +221,14 @@ impl Artifacts {
     pub async fn read(
         &self,
         key: &str,
-    ) -> Result<impl Stream<Item = Result<Bytes, object_store::Error>>, object_store::Error> {
-        Ok(self.store.get(&Path::from(key)).await?.into_stream())
+    ) -> Result<BoxStream<'static, Result<Bytes, object_store::Error>>, object_store::Error> {
+        let got = self.store.get(&Path::from(key)).await?;
+        Ok(match got.payload {
+            // A local file: read in 1 MiB pieces (object_store's own stream reads 8 KiB at a
+            // time, one blocking task each: a download ran at a tenth of a local copy's speed).
+            GetResultPayload::File(file, _) => file_stream(file),
+            GetResultPayload::Stream(s) => s,
+        })
     }
 
     /// Deletes the object at `key`; a failure is logged (an orphan object costs space, not
@@ -236,6 +243,27 @@ impl Artifacts {
             Err(e) => tracing::warn!(error = %e, key = %path, "deleting an artifact object"),
         }
     }
+}
+
+/// A local file's bytes in 1 MiB pieces, each read on the blocking pool.
+fn file_stream(file: std::fs::File) -> BoxStream<'static, Result<Bytes, object_store::Error>> {
+    const PIECE: u64 = 1 << 20;
+    futures_util::stream::try_unfold(file, |mut file| async move {
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut buf = Vec::with_capacity(PIECE as usize);
+            (&mut file).take(PIECE).read_to_end(&mut buf)?;
+            Ok::<_, std::io::Error>((!buf.is_empty()).then(|| (Bytes::from(buf), file)))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(e),
+        })
+    })
+    .boxed()
 }
 
 /// A size: bytes, or with a unit (`500MB`, `4GiB`, `1.5GB`; K, M, G, T in powers of 1000, Ki,
