@@ -193,6 +193,10 @@ pub fn need(method: &Method, path: &str) -> Need {
             }
         }
         _ if method == Method::GET || method == Method::HEAD => Need::Read { trial },
+        ["api", "v1", "trials", _, "provenance"] if method == Method::PUT => match trial {
+            Some(t) => Need::WriteTrial(t),
+            None => Need::Admin,
+        },
         ["api", "v1", "trials", _, "metrics" | "state"] if method == Method::POST => match trial {
             Some(t) => Need::WriteTrial(t),
             None => Need::Admin,
@@ -347,6 +351,10 @@ mod tests {
             Need::WriteTrial(7)
         );
         assert_eq!(need(&Method::PUT, "/api/v1/trials/7/metrics"), Need::Admin);
+        assert_eq!(
+            need(&Method::PUT, "/api/v1/trials/7/provenance"),
+            Need::WriteTrial(7)
+        );
         assert_eq!(need(&Method::POST, "/api/v1/trials/7/token"), Need::Admin);
         assert_eq!(need(&Method::POST, "/api/v1/trials/x/state"), Need::Admin);
         assert_eq!(need(&Method::POST, "/api/v1/experiments"), Need::Admin);

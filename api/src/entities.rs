@@ -58,6 +58,8 @@ pub mod trial {
         /// to maximise (lower is better either way), NULL when the trial is not ranked. Kept by
         /// the store (`store::SET_SCORE`) so a page of a 100,000-trial leaderboard is an index scan.
         pub score: Option<f64>,
+        /// What ran the latest attempt (`orrery_core::dto::Provenance` as JSON), once reported.
+        pub provenance_json: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

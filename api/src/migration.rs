@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0005SqliteClusteredMetrics),
             Box::new(M0006TrialEvents),
             Box::new(M0007Artifacts),
+            Box::new(M0008TrialProvenance),
         ]
     }
 }
@@ -456,5 +457,37 @@ impl MigrationTrait for M0007Artifacts {
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_table(Table::drop().table(Alias::new("artifacts")).to_owned())
             .await
+    }
+}
+
+/// `trials.provenance_json`: what ran the trial's latest attempt, as its worker reported it.
+struct M0008TrialProvenance;
+
+impl MigrationName for M0008TrialProvenance {
+    fn name(&self) -> &str {
+        "m0008_trial_provenance"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0008TrialProvenance {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(Alias::new("trials"))
+                .add_column(text_null("provenance_json"))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(Alias::new("trials"))
+                .drop_column(Alias::new("provenance_json"))
+                .to_owned(),
+        )
+        .await
     }
 }

@@ -205,6 +205,23 @@ impl ApiClient {
         Self::finish(url, r)
     }
 
+    /// Records what runs the trial's attempt.
+    pub fn set_provenance(
+        &self,
+        trial_id: i64,
+        p: &crate::dto::Provenance,
+    ) -> Result<(), ClientError> {
+        let (url, req) = self.request("PUT", &format!("/api/v1/trials/{trial_id}/provenance"));
+        match req.send_json(p) {
+            Ok(_) => Ok(()),
+            Err(ureq::Error::Status(status, resp)) => Err(Self::status_error(url, status, resp)),
+            Err(e) => Err(ClientError::Unreachable {
+                url,
+                message: e.to_string(),
+            }),
+        }
+    }
+
     /// The trial's artifacts, by name.
     pub fn list_artifacts(&self, trial_id: i64) -> Result<Vec<ArtifactDto>, ClientError> {
         let (url, req) = self.request("GET", &format!("/api/v1/trials/{trial_id}/artifacts"));

@@ -178,6 +178,29 @@ pub struct TrialDto {
     pub message: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// What ran the trial's latest attempt, as its worker reported it.
+    #[serde(default)]
+    pub provenance: Option<Provenance>,
+}
+
+/// What ran a trial, as its worker reports it when an attempt starts (`PUT
+/// /api/v1/trials/{id}/provenance`): enough to tell two runs of one configuration apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Provenance {
+    /// `orrery-worker`'s version and the commit it was built from (`0.1.0 (abc1234)`).
+    pub worker_version: String,
+    /// The libtorch the worker was built against.
+    pub libtorch_version: String,
+    /// Where it ran: `cpu (CPU model, N threads)` or `cuda:I`.
+    pub device: String,
+    /// SHA-256 of the resolved configuration (its JSON as the worker read it).
+    pub config_sha256: String,
+    /// SHA-256 of the trial's data: every group's name and its train, validation and test bytes.
+    pub data_sha256: String,
+    /// SHA-256 of the weights the trial started from (`model.init_from`), when it started from
+    /// another trial's.
+    #[serde(default)]
+    pub init_from_sha256: Option<String>,
 }
 
 /// One step of a trial's state history: the phase it entered, when, after how many attempts.

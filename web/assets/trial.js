@@ -62,6 +62,14 @@ async function drawFacts() {
     ? el('table', { class: 'grid kv' }, el('tbody', {}, params.map(([k, v]) =>
       el('tr', {}, el('th', { scope: 'row' }, k), el('td', {}, fmtParam(v))))))
     : el('p', { class: 'muted' }, 'This trial sweeps no parameters.'));
+  const pv = t.provenance;
+  document.getElementById('provenance').replaceChildren(pv
+    ? el('table', { class: 'grid kv', id: 'provenance-table' }, el('tbody', {}, [
+      ['worker', pv.worker_version], ['libtorch', pv.libtorch_version], ['device', pv.device],
+      ['configuration SHA-256', pv.config_sha256], ['data SHA-256', pv.data_sha256],
+      ['started from (SHA-256)', pv.init_from_sha256 || 'its own initialisation'],
+    ].map(([k, v]) => el('tr', {}, el('th', { scope: 'row' }, k), el('td', {}, v.length === 64 ? el('code', {}, v) : v)))))
+    : el('p', { class: 'muted' }, 'Not reported: its worker records it when an attempt starts.'));
   document.getElementById('history').replaceChildren(el('table', { class: 'grid', id: 'history-table' },
     el('thead', {}, el('tr', {}, ['state', 'attempts', 'at', 'message'].map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, hist.map((h) => el('tr', {}, el('td', {}, phaseBadge(h.phase)), el('td', { class: 'num' }, h.attempts),

@@ -262,6 +262,12 @@ describe('pages of a finished LR sweep', () => {
     const history = await texts('#history-table tbody tr td:first-child');
     assert.deepEqual(history, ['Pending', 'Running', 'Succeeded']);
     assert.match(await page.textContent('#params'), /training\.lr/);
+    // What ran it: the worker's provenance.
+    const pv = Object.fromEntries(await page.$$eval('#provenance-table tr', (rs) => rs.map((r) => [r.cells[0]?.textContent || r.querySelector('th').textContent, r.querySelector('td').textContent])));
+    assert.match(pv.libtorch, /^2\.11\.0$/);
+    assert.match(pv.device, /^cpu \(.+, \d+ threads\)$/);
+    assert.match(pv['configuration SHA-256'], /^[0-9a-f]{64}$/);
+    assert.match(pv['data SHA-256'], /^[0-9a-f]{64}$/);
     // Its final weights, uploaded by the worker: listed, and the link downloads exactly them.
     assert.deepEqual(await texts('#artifacts-table tbody tr td:first-child'), ['model']);
     const link = page.locator('#artifacts-table a', { hasText: 'model' });

@@ -2,7 +2,7 @@
 //!
 //! - [`alloc`]: how host memory freed by libtorch is kept for the next step;
 //! - [`data`]: byte-level corpus groups and batches; [`model`]: the GPT decoder; [`precision`]:
-//!   fp32 or bf16 passes, TF32;
+//!   fp32 or bf16 passes, TF32; [`provenance`]: what runs an attempt, reported to the API;
 //! - [`train`]: what every workload shares — the LR schedule, AdamW, evaluation, checkpoints and
 //!   resume, the divergence rules, the metric reporter, and the training loop;
 //! - [`workloads`]: one module per workload, and the registry that picks it for a trial.
@@ -11,6 +11,7 @@ pub mod alloc;
 pub mod data;
 pub mod model;
 pub mod precision;
+pub mod provenance;
 pub mod threads;
 pub mod train;
 pub mod workloads;

@@ -193,6 +193,19 @@ fn main() -> ExitCode {
             }
         }
     }
+    if let (Some(c), Some(id)) = (&client, args.trial_id) {
+        match orrery_worker::provenance::of(&cfg, device, threads) {
+            Ok(p) => {
+                if let Err(e) = c.set_provenance(id, &p) {
+                    tracing::warn!(error = %e, "the trial's provenance was not recorded");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(exit::BAD_CONFIG as u8);
+            }
+        }
+    }
     let env = RunEnv {
         device,
         checkpoint_dir: Some(checkpoint_dir),

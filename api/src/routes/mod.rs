@@ -99,6 +99,7 @@ fn rest() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(trials::trial_logs))
         .routes(routes!(trials::set_trial_state))
         .routes(routes!(trials::mint_trial_token))
+        .routes(routes!(trials::set_provenance))
         .routes(routes!(metrics::metric_history, metrics::ingest))
         .routes(routes!(artifacts::list_artifacts))
         .routes(routes!(

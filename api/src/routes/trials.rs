@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 
-use orrery_core::dto::{ErrorBody, PhaseChange, Summary, TrialDto, TrialStateUpdate};
+use orrery_core::dto::{ErrorBody, PhaseChange, Provenance, Summary, TrialDto, TrialStateUpdate};
 
 use crate::error::{body_error, ApiResult};
 use crate::logs::{self, LogDir, LogFile};
@@ -128,4 +128,25 @@ pub(super) struct MintedToken {
     trial_id: i64,
     /// Shown once; the server keeps only its SHA-256.
     token: String,
+}
+
+/// Records what ran the trial's latest attempt: the worker's and libtorch's versions, the device,
+/// the SHA-256 of the resolved configuration and of the data (and of the weights it started from).
+/// The trial's worker token may write it.
+#[utoipa::path(put, path = "/api/v1/trials/{id}/provenance", tag = "trials",
+    params(("id" = i64, Path, description = "trial id")),
+    request_body = Provenance,
+    responses(
+        (status = 204, description = "recorded"),
+        (status = 404, description = "no such trial", body = ErrorBody),
+        (status = 422, description = "not a provenance record", body = ErrorBody),
+    ))]
+pub(super) async fn set_provenance(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+    body: Result<Json<Provenance>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let Json(p) = body.map_err(body_error)?;
+    store.set_provenance(id, &p).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

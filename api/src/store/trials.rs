@@ -32,7 +32,27 @@ impl Store {
             message: m.message,
             started_at: m.started_at,
             finished_at: m.finished_at,
+            // A provenance this version cannot read is left out rather than failing the trial.
+            provenance: m
+                .provenance_json
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok()),
         })
+    }
+
+    /// Records what ran the trial's latest attempt (replacing an earlier attempt's).
+    pub async fn set_provenance(&self, id: i64, p: &orrery_core::dto::Provenance) -> Result<()> {
+        let _w = self.write.lock().await;
+        let m = trial::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("trial {id}")))?;
+        let mut a: trial::ActiveModel = m.into();
+        a.provenance_json = sea_orm::Set(Some(
+            serde_json::to_string(p).map_err(|e| StoreError::Invalid(e.to_string()))?,
+        ));
+        sea_orm::ActiveModelTrait::update(a, &self.db).await?;
+        Ok(())
     }
 
     pub async fn trial(&self, id: i64) -> Result<TrialDto> {

@@ -170,7 +170,8 @@ pub fn trial(e: &ExperimentDto, t: &TrialDto) -> String {
 <p class=\"meta\" id=\"trial-meta\">{p}</p>\
 <section aria-labelledby=\"curves-h\"><h2 id=\"curves-h\">Metric curves</h2>\
 <div id=\"chart-controls\" class=\"controls\"></div><div id=\"curves\" class=\"curves\"></div></section>\
-<div class=\"two\"><section aria-labelledby=\"params-h\"><h2 id=\"params-h\">Parameters</h2><div id=\"params\"></div></section>\
+<div class=\"two\"><section aria-labelledby=\"params-h\"><h2 id=\"params-h\">Parameters</h2><div id=\"params\"></div>\
+<h3>Provenance</h3><div id=\"provenance\"></div></section>\
 <section aria-labelledby=\"history-h\"><h2 id=\"history-h\">State history</h2><div id=\"history\"></div>\
 <h3>Logs</h3><div id=\"logs\"></div></section></div>\
 <section aria-labelledby=\"artifacts-h\"><h2 id=\"artifacts-h\">Artifacts</h2><div id=\"artifacts\"></div></section>\
