@@ -7,14 +7,12 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::sync::Arc;
 
 use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use orrery_api::artifacts::{Artifacts, Limits};
-use orrery_api::AuthConfig;
+use orrery_api::artifacts::Limits;
 use support::Db;
 
 on_both_databases!(artifacts_end_to_end);
@@ -81,23 +79,16 @@ async fn artifacts_end_to_end(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let store = support::store(db, dir.path()).await;
     let art_dir = dir.path().join("artifacts");
-    let artifacts = Artifacts::open(
-        art_dir.to_str().unwrap(),
-        &[],
+    let addr = support::serve_with_artifacts(
+        store,
+        ADMIN,
+        dir.path(),
         Limits {
             max_bytes: 1000,
             quota: Some(2500),
         },
     )
-    .unwrap();
-    let options = orrery_api::Options {
-        auth: AuthConfig::new(ADMIN, None),
-        logs: None,
-        artifacts: Some(Arc::new(artifacts)),
-    };
-    let (addr, _) = orrery_api::spawn(Arc::new(store), options, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    .await;
     let base = format!("http://{addr}");
     let base2 = base.clone();
     tokio::task::spawn_blocking(move || {

@@ -20,8 +20,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 use orrery_api::Store;
+use orrery_core::dto::InitState;
 use orrery_core::schedule::{
-    apply, decide, on_outcome, outcome_from_exit, Action, ExperimentPhase, Outcome, Policy,
+    apply, decide, on_outcome, outcome_from_exit, Action, ExperimentPhase, Gate, Outcome, Policy,
     TrialPhase, TrialState,
 };
 
@@ -251,10 +252,63 @@ pub async fn run(
     let mut running: HashMap<usize, Running> = HashMap::new();
     let mut started_any = false;
 
+    // Trials that start from another trial's weights wait for it (`model.init_from`).
+    let has_source: Vec<bool> = trials
+        .iter()
+        .map(|t| t.config.init_from.is_some())
+        .collect();
+    let mut gates = vec![Gate::Open; states.len()];
+    let mut told_waiting = vec![false; states.len()];
+    let mut reasons: HashMap<usize, String> = HashMap::new();
+
     loop {
         let cancel = opts.cancel.load(Ordering::SeqCst);
-        for action in decide(&opts.policy, &states, cancel) {
+        for i in (0..states.len()).filter(|i| has_source[*i]) {
+            if states[i].phase != TrialPhase::Pending {
+                continue;
+            }
+            let status = store.init_status(ids[i]).await?;
+            let message = status.message.unwrap_or_default();
+            gates[i] = match status.state {
+                InitState::None | InitState::Ready => Gate::Open,
+                InitState::Waiting => {
+                    if !told_waiting[i] {
+                        told_waiting[i] = true;
+                        say(&mp, format!("trial {i} [{}] waits: {message}", labels[i]));
+                        store
+                            .set_trial_state(ids[i], TrialPhase::Pending, None, Some(&message))
+                            .await?;
+                    }
+                    Gate::Waiting
+                }
+                InitState::Failed => {
+                    reasons.insert(i, message);
+                    Gate::SourceFailed
+                }
+            };
+        }
+        for action in decide(&opts.policy, &states, &gates, cancel) {
             match action {
+                Action::Fail { trial } => {
+                    let why = reasons.remove(&trial).unwrap_or_default();
+                    states[trial] = apply(states[trial], &action);
+                    store
+                        .set_trial_state(
+                            ids[trial],
+                            TrialPhase::Failed,
+                            None,
+                            Some(&format!("model.init_from: {why}")),
+                        )
+                        .await?;
+                    say(
+                        &mp,
+                        format!(
+                            "trial {trial} [{}] failed: model.init_from: {why}",
+                            labels[trial]
+                        ),
+                    );
+                    overall.inc(1);
+                }
                 Action::Start { trial, attempt } => {
                     let dir = trial_dir(trial);
                     // Each attempt gets a fresh worker token: it may write this trial only.

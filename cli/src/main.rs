@@ -89,9 +89,11 @@ impl std::fmt::Display for Db {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run an experiment spec on this machine.
+    /// Run experiment specs on this machine, one after the other; a spec whose `model.init_from`
+    /// names another of them runs after it.
     Run {
-        spec: PathBuf,
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
         /// Trials at once (default: the spec's `parallelism`).
         #[arg(long)]
         parallel: Option<u32>,
@@ -146,8 +148,18 @@ enum Command {
         #[arg(long, default_value = "docs/reproductions")]
         out: PathBuf,
     },
-    /// Check a spec and print how many trials it expands to.
-    Validate { spec: PathBuf },
+    /// Check a spec and print how many trials it expands to. What it takes from other experiments
+    /// (`model.init_from`, dml's `from_experiment`) is resolved too: against `--api` when given,
+    /// else against the database when it exists.
+    Validate {
+        spec: PathBuf,
+        /// An Orrery API to resolve against (as `kubectl apply` would be), e.g. http://HOST:8080.
+        #[arg(long)]
+        api: Option<String>,
+        /// The API's admin token, when it has one.
+        #[arg(long, env = "ORRERY_TOKEN")]
+        token: Option<String>,
+    },
     /// List every field a workload's trials read (type, default, accepted values, meaning) and
     /// the metrics its workers report.
     Fields {
@@ -216,6 +228,117 @@ fn read_spec(path: &std::path::Path) -> Result<(String, orrery_core::LoadedSpec)
             Err(ExitCode::from(EXIT_INVALID))
         }
     }
+}
+
+/// The names of the experiments a spec's trials take something from: `model.init_from`'s source
+/// and dml's `from_experiment`.
+fn sources_of(l: &orrery_core::LoadedSpec) -> std::collections::BTreeSet<String> {
+    l.trials
+        .iter()
+        .flat_map(|t| {
+            ["/model/init_from/experiment", "/params/dml/from_experiment"]
+                .into_iter()
+                .filter_map(|p| t.sections.pointer(p)?.as_str().map(str::to_string))
+        })
+        .collect()
+}
+
+/// Resolves what the spec takes from other experiments, as the API would when it is submitted:
+/// against `api` when given, else against the database when it exists (else says it could not).
+async fn resolve_sources(
+    db: &Db,
+    path: &std::path::Path,
+    text: &str,
+    l: &orrery_core::LoadedSpec,
+    api: Option<String>,
+    token: Option<String>,
+) -> anyhow::Result<Result<(), ExitCode>> {
+    let sources = sources_of(l);
+    if sources.is_empty() {
+        return Ok(Ok(()));
+    }
+    let refused = |m: String| {
+        eprintln!(
+            "{}: the spec has 1 problem(s):\n  {}:{m}",
+            path.display(),
+            path.display()
+        );
+        Ok(Err(ExitCode::from(EXIT_INVALID)))
+    };
+    if let Some(url) = api {
+        let client = orrery_core::client::ApiClient::new(&url, token);
+        let text = text.to_string();
+        let answer = tokio::task::spawn_blocking(move || client.check_experiment(&text)).await?;
+        return match answer {
+            Ok(_) => Ok(Ok(())),
+            Err(orrery_core::client::ClientError::Status {
+                status: 422,
+                message,
+                ..
+            }) => refused(message),
+            Err(e) => Err(e.into()),
+        };
+    }
+    if db.url.is_none() && !db.path.exists() {
+        eprintln!(
+            "note: {} takes from {}; not checked: no database at {db} (give --db, --database-url or --api)",
+            path.display(),
+            sources.into_iter().collect::<Vec<_>>().join(", ")
+        );
+        return Ok(Ok(()));
+    }
+    let store = open_store(db).await?;
+    match store.check_experiment(text, l).await {
+        Ok(_) => Ok(Ok(())),
+        Err(orrery_api::StoreError::Invalid(m)) => refused(m),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The specs in the order their `model.init_from` (and dml) sources need: a spec that takes from
+/// another given spec's experiment runs after it; otherwise in the order given.
+fn run_order(specs: &[PathBuf]) -> Result<Vec<PathBuf>, ExitCode> {
+    let mut loaded = Vec::with_capacity(specs.len());
+    for p in specs {
+        let (_, l) = read_spec(p)?;
+        loaded.push((
+            p.clone(),
+            l.experiment.metadata.name.clone(),
+            sources_of(&l),
+        ));
+    }
+    let mut order: Vec<PathBuf> = Vec::with_capacity(specs.len());
+    let mut done: Vec<bool> = vec![false; loaded.len()];
+    while order.len() < loaded.len() {
+        // The first spec not yet placed whose sources among the given specs are all placed.
+        let next = (0..loaded.len()).find(|&i| {
+            !done[i]
+                && loaded[i].2.iter().all(|src| {
+                    loaded
+                        .iter()
+                        .enumerate()
+                        .all(|(j, (_, name, _))| j == i || name != src || done[j])
+                })
+        });
+        match next {
+            Some(i) => {
+                done[i] = true;
+                order.push(loaded[i].0.clone());
+            }
+            None => {
+                let stuck: Vec<String> = (0..loaded.len())
+                    .filter(|i| !done[*i])
+                    .map(|i| format!("{} (\"{}\")", loaded[i].0.display(), loaded[i].1))
+                    .collect();
+                eprintln!(
+                    "error: these specs take from each other in a cycle: {}",
+                    stuck.join(", ")
+                );
+                return Err(ExitCode::from(EXIT_INVALID));
+            }
+        }
+    }
+    Ok(order)
 }
 
 /// The leaderboard and, after it, the workload's summary of its analysis.
@@ -290,7 +413,18 @@ async fn cmd_run(
     // Workers run with their own folders; give them absolute paths.
     let workdir = std::path::absolute(&workdir)?;
     let store = Arc::new(open_store(db).await?);
-    let exp = store.create_experiment(&text, &loaded).await?;
+    let exp = match store.create_experiment(&text, &loaded).await {
+        Ok(e) => e,
+        Err(orrery_api::StoreError::Invalid(m)) => {
+            eprintln!(
+                "{}: the spec does not resolve against {db}:\n  {}:{m}",
+                spec.display(),
+                spec.display()
+            );
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let options = orrery_api::Options {
         auth: orrery_api::AuthConfig::local(),
         logs: Some(orrery_api::logs::LogDir::new(&workdir)),
@@ -373,19 +507,23 @@ async fn main() -> anyhow::Result<ExitCode> {
         url: cli.database_url,
     };
     match cli.command {
-        Command::Validate { spec } => match read_spec(&spec) {
-            Ok((_, l)) => {
-                println!(
-                    "{}: valid; {} \"{}\" expands to {} trial(s)",
-                    spec.display(),
-                    l.experiment.spec.workload(),
-                    l.experiment.metadata.name,
-                    l.trials.len()
-                );
-                Ok(ExitCode::SUCCESS)
+        Command::Validate { spec, api, token } => {
+            let (text, l) = match read_spec(&spec) {
+                Ok(x) => x,
+                Err(code) => return Ok(code),
+            };
+            if let Err(code) = resolve_sources(&db, &spec, &text, &l, api, token).await? {
+                return Ok(code);
             }
-            Err(code) => Ok(code),
-        },
+            println!(
+                "{}: valid; {} \"{}\" expands to {} trial(s)",
+                spec.display(),
+                l.experiment.spec.workload(),
+                l.experiment.metadata.name,
+                l.trials.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Fields { workload, markdown } => {
             if markdown {
                 print!("{}", fields::markdown(workload));
@@ -409,13 +547,45 @@ async fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
-            spec,
+            specs,
             parallel,
             workdir,
             device,
             top,
             artifacts,
-        } => cmd_run(&db, &spec, parallel, workdir, device, top, &artifacts).await,
+        } => {
+            let order = match run_order(&specs) {
+                Ok(o) => o,
+                Err(code) => return Ok(code),
+            };
+            for (n, spec) in order.iter().enumerate() {
+                let code = cmd_run(
+                    &db,
+                    spec,
+                    parallel,
+                    workdir.clone(),
+                    device.clone(),
+                    top,
+                    &artifacts,
+                )
+                .await?;
+                if code != ExitCode::SUCCESS {
+                    if n + 1 < order.len() {
+                        let rest: Vec<String> = order[n + 1..]
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect();
+                        eprintln!(
+                            "error: {} did not succeed; not run: {}",
+                            spec.display(),
+                            rest.join(", ")
+                        );
+                    }
+                    return Ok(code);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve {
             addr,
             workdir,

@@ -76,6 +76,103 @@ async fn stored_steps(store: &Store, trial_id: i64, name: &str) -> Vec<i64> {
         .collect()
 }
 
+/// `model.init_from` (issue 15): `orrery run b.yaml a.yaml` runs A first, since B starts from it;
+/// each B trial starts from the final weights of the A trial with its seed, which its first
+/// evaluation shows (it equals that trial's last, on the same data), and its provenance records
+/// their SHA-256.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_starts_each_trial_from_its_matching_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let training = "steps: 20, batch_size: 8, log_every: 10, eval_every: 10, eval_batches: 2";
+    let seeds = "  search:\n    space:\n      training.seed: {values: [1, 2]}\n  parallelism: 2\n";
+    std::fs::write(dir.path().join("a.yaml"), spec("pretrain", training, seeds)).unwrap();
+    let b = spec("finetune", "steps: 10, batch_size: 8, log_every: 10, eval_every: 10, eval_batches: 2, lr: 1.0e-3", seeds)
+        .replace("  model: {preset: tiny, seq_len: 32}", "  model:\n    preset: tiny\n    seq_len: 32\n    init_from: {experiment: pretrain, match: [training.seed]}");
+    std::fs::write(dir.path().join("b.yaml"), b).unwrap();
+    let out = run(&["--db", "o.db", "run", "b.yaml", "a.yaml"], dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.find("\"pretrain\"").unwrap() < t.find("\"finetune\"").unwrap(),
+        "A runs first: {t}"
+    );
+
+    let store = open(&dir.path().join("o.db")).await;
+    let a = store.find_experiment("pretrain").await.unwrap();
+    let b = store.find_experiment("finetune").await.unwrap();
+    assert_eq!(
+        (a.phase, b.phase),
+        (ExperimentPhase::Succeeded, ExperimentPhase::Succeeded)
+    );
+    let a_trials = store.trials(a.id).await.unwrap();
+    for bt in store.trials(b.id).await.unwrap() {
+        let source = bt.config.init_from.expect("resolved when submitted");
+        assert_eq!(source.experiment_id, a.id);
+        let at = a_trials
+            .iter()
+            .find(|t| Some(t.id) == source.trial_id)
+            .expect("a trial of A");
+        assert_eq!(at.config.training.seed, bt.config.training.seed);
+        let a_eval = store.metric_history(at.id, "eval/loss").await.unwrap();
+        let b_eval = store.metric_history(bt.id, "eval/loss").await.unwrap();
+        let (a_last, b_first) = (a_eval.last().unwrap(), &b_eval[0]);
+        assert_eq!((a_last.step, b_first.step), (20, 0));
+        let (x, y) = (a_last.value, b_first.value);
+        assert!((x - y).abs() <= 1e-5, "A's final eval {x}, B's first {y}");
+        // Trained on from there, with a fresh optimizer.
+        assert_ne!(b_eval.last().unwrap().value, b_first.value);
+        let model = store.artifact(at.id, "model").await.unwrap().artifact;
+        let prov = bt.provenance.expect("the worker reports it");
+        assert_eq!(
+            prov.init_from_sha256.as_deref(),
+            Some(model.sha256.as_str())
+        );
+    }
+    // A's own trials start from their own initialisation.
+    assert!(a_trials.iter().all(|t| t.config.init_from.is_none()
+        && t.provenance
+            .as_ref()
+            .is_some_and(|p| p.init_from_sha256.is_none())));
+}
+
+/// A trial whose `model.init_from` source failed fails without an attempt, with the source's
+/// reason; `orrery run` of several specs stops at the first that did not succeed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_source_fails_its_followers() {
+    let dir = tempfile::tempdir().unwrap();
+    let training = "steps: 10, batch_size: 8, log_every: 10, eval_every: 10, eval_batches: 2";
+    let bad = spec("broken", training, "").replace(
+        "  data: {group_bytes: 20000}",
+        "  data: {groups: [\"file:missing.txt\"]}",
+    );
+    std::fs::write(dir.path().join("bad.yaml"), bad).unwrap();
+    let follower = spec("follower", training, "").replace(
+        "  model: {preset: tiny, seq_len: 32}",
+        "  model:\n    preset: tiny\n    seq_len: 32\n    init_from: {experiment: broken, trial: best}",
+    );
+    std::fs::write(dir.path().join("f.yaml"), follower).unwrap();
+    let out = run(&["--db", "o.db", "run", "f.yaml", "bad.yaml"], dir.path());
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("bad.yaml did not succeed; not run: f.yaml"),
+        "{t}"
+    );
+    let out = run(&["--db", "o.db", "run", "f.yaml"], dir.path());
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    let store = open(&dir.path().join("o.db")).await;
+    let f = store.find_experiment("follower").await.unwrap();
+    assert_eq!(f.phase, ExperimentPhase::Failed);
+    let ft = &store.trials(f.id).await.unwrap()[0];
+    assert_eq!((ft.phase, ft.attempts), (TrialPhase::Failed, 0));
+    let why = ft.message.clone().unwrap_or_default();
+    assert!(
+        why.starts_with("model.init_from: experiment") && why.contains("without a ranked trial"),
+        "{why}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tiny_sweep_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();

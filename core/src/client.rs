@@ -9,8 +9,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use crate::dto::{
-    ArtifactDto, ErrorBody, ExperimentDto, ExperimentStateUpdate, IngestResult, Leaderboard,
-    MetricBatch, TrialDto, TrialStateUpdate,
+    ArtifactDto, CheckedSpec, ErrorBody, ExperimentDto, ExperimentStateUpdate, IngestResult,
+    InitStatus, Leaderboard, MetricBatch, TrialDto, TrialStateUpdate,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +162,22 @@ impl ApiClient {
 
     pub fn get_trial(&self, trial_id: i64) -> Result<TrialDto, ClientError> {
         let (url, req) = self.request("GET", &format!("/api/v1/trials/{trial_id}"));
+        Self::finish(url, req.call())
+    }
+
+    /// Checks a spec as the API would register it, storing nothing.
+    pub fn check_experiment(&self, yaml: &str) -> Result<CheckedSpec, ClientError> {
+        let (url, req) = self.request("POST", "/api/v1/experiments/check");
+        Self::finish(
+            url,
+            req.set("Content-Type", "application/yaml")
+                .send_string(yaml),
+        )
+    }
+
+    /// Where trial `trial_id`'s `model.init_from` source stands.
+    pub fn init_status(&self, trial_id: i64) -> Result<InitStatus, ClientError> {
+        let (url, req) = self.request("GET", &format!("/api/v1/trials/{trial_id}/init-source"));
         Self::finish(url, req.call())
     }
 

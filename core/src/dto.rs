@@ -203,6 +203,39 @@ pub struct Provenance {
     pub init_from_sha256: Option<String>,
 }
 
+/// What a spec would become (`POST /api/v1/experiments/check`): its trial count, once it
+/// validated and what it takes from other experiments resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CheckedSpec {
+    pub trials: usize,
+}
+
+/// Where a trial's initial weights stand (`GET /api/v1/trials/{id}/init-source`): the
+/// `model.init_from` source its experiment resolved to, and whether its weights can be had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InitStatus {
+    pub state: InitState,
+    /// The source trial, once known (`trial: best` names it when its experiment has finished).
+    pub source_trial_id: Option<i64>,
+    /// The SHA-256 of the source's `model` artifact, when `ready`.
+    pub sha256: Option<String>,
+    /// Why it waits or failed, in words.
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InitState {
+    /// The trial has no `model.init_from`: it starts from its own initialisation.
+    None,
+    /// The source finished and its `model` artifact is stored: the trial may start.
+    Ready,
+    /// The source has not finished: the trial stays `Pending`.
+    Waiting,
+    /// The source failed, was cancelled, diverged or left no model: the trial fails with this.
+    Failed,
+}
+
 /// One step of a trial's state history: the phase it entered, when, after how many attempts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PhaseChange {

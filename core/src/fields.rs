@@ -30,6 +30,8 @@ pub enum Ty {
     Group(&'static [Field]),
     /// `null` (unset) or a value of the inner type (a Rust `Option`).
     Opt(&'static Ty),
+    /// `best` or a trial id (a positive integer): `model.init_from.trial`.
+    TrialRef,
     /// `null` or a mixture over data groups: `{group: weight}`, weights ≥ 0 summing to 1 (within
     /// [`MIXTURE_TOLERANCE`]); which groups it may name is a rule across sections (the workload's).
     Mixture,
@@ -114,6 +116,7 @@ impl Ty {
             Ty::Group(_) => "mapping",
             Ty::Opt(inner) => inner.name(),
             Ty::Mixture => "mixture",
+            Ty::TrialRef => "string or integer",
         }
     }
 
@@ -141,6 +144,7 @@ impl Ty {
                 r => format!("{r}, or null"),
             },
             Ty::Mixture => "{group: weight ≥ 0}, summing to 1, or null".into(),
+            Ty::TrialRef => "best | a trial id".into(),
         }
     }
 }
@@ -320,6 +324,14 @@ pub fn check_value(ty: Ty, v: &Value) -> Result<(), String> {
         Ty::Opt(inner) => match v {
             Value::Null => Ok(()),
             v => check_value(*inner, v),
+        },
+        Ty::TrialRef => match v {
+            Value::String(s) if s == "best" => Ok(()),
+            Value::Number(n) if n.as_u64().is_some_and(|n| n >= 1) => Ok(()),
+            _ => Err(format!(
+                "expected best or a trial id (an integer ≥ 1), got {}",
+                describe(v)
+            )),
         },
         Ty::Mixture => match v {
             Value::Null => Ok(()),

@@ -184,10 +184,24 @@ pub enum Outcome {
     Cancelled,
 }
 
+/// Whether a pending trial may start, as far as its `model.init_from` source goes (the executor
+/// asks the store: [`crate::dto::InitState`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// No source, or its weights are stored.
+    Open,
+    /// The source has not finished: the trial stays pending and takes no slot.
+    Waiting,
+    /// The source failed, or left no weights: the trial fails without an attempt.
+    SourceFailed,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Start attempt `attempt` (1-based; above 1 is a retry) of a pending trial.
     Start { trial: usize, attempt: u32 },
+    /// Fail a pending trial whose `model.init_from` source failed (the reason is the store's).
+    Fail { trial: usize },
     /// Stop a running trial, or mark a pending one cancelled.
     Cancel { trial: usize },
     /// Every trial is terminal: the experiment ends in `phase`.
@@ -263,13 +277,24 @@ pub fn apply(state: TrialState, action: &Action) -> TrialState {
             phase: TrialPhase::Cancelled,
             attempts: state.attempts,
         },
+        Action::Fail { .. } => TrialState {
+            phase: TrialPhase::Failed,
+            attempts: state.attempts,
+        },
         _ => state,
     }
 }
 
 /// The next actions for an experiment whose trials are in `trials` (indexed by trial number).
+/// `gates[i]`: whether pending trial `i`'s `model.init_from` source allows it to start (trials
+/// past the end of `gates` are open: an experiment without `init_from` passes `&[]`).
 /// `cancel_requested`: the user asked to stop (Ctrl-C, delete).
-pub fn decide(policy: &Policy, trials: &[TrialState], cancel_requested: bool) -> Vec<Action> {
+pub fn decide(
+    policy: &Policy,
+    trials: &[TrialState],
+    gates: &[Gate],
+    cancel_requested: bool,
+) -> Vec<Action> {
     let failed = trials
         .iter()
         .filter(|t| t.phase == TrialPhase::Failed)
@@ -327,16 +352,24 @@ pub fn decide(policy: &Policy, trials: &[TrialState], cancel_requested: bool) ->
         .filter(|t| t.phase == TrialPhase::Running)
         .count();
     let free = (policy.parallelism as usize).saturating_sub(running);
-    trials
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| t.phase == TrialPhase::Pending)
+    let gate = |i: usize| gates.get(i).copied().unwrap_or(Gate::Open);
+    let pending = || {
+        trials
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.phase == TrialPhase::Pending)
+    };
+    let failed_sources = pending()
+        .filter(|(i, _)| gate(*i) == Gate::SourceFailed)
+        .map(|(i, _)| Action::Fail { trial: i });
+    let starts = pending()
+        .filter(|(i, _)| gate(*i) == Gate::Open)
         .take(free)
         .map(|(i, t)| Action::Start {
             trial: i,
             attempt: t.attempts + 1,
-        })
-        .collect()
+        });
+    failed_sources.chain(starts).collect()
 }
 
 /// Experiment-level counters for status displays.

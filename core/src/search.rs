@@ -85,6 +85,8 @@ impl TrialPlan {
             model: s.model.shape(),
             data: s.data,
             training: s.training,
+            // Resolved by the server when the experiment is submitted (it needs the database).
+            init_from: None,
         })
     }
 }

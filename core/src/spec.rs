@@ -136,7 +136,72 @@ crate::declare_fields! {
         seq_len: Option<u32> = None, int(2, 8192), "context length in tokens (bytes) (unset: the preset's)";
         #[serde(skip_serializing_if = "Option::is_none")]
         mlp_ratio: Option<u32> = None, int(1, 16), "MLP hidden width over d_model (unset: the preset's, 4)";
+        #[serde(skip_serializing_if = "InitFrom::is_unset")]
+        init_from: InitFrom = InitFrom::default(), Ty::Group(InitFrom::FIELDS),
+            "start from another trial's final weights (the optimizer and the LR schedule start fresh): {experiment: NAME, trial: best}, {trial: ID} or {experiment: NAME, match: [paths]}";
     }
+}
+
+/// `model.init_from`: the trial whose final weights (its `model` artifact) a trial starts from,
+/// as written in the spec. The server resolves it when the experiment is submitted
+/// ([`InitSource`], recorded in each trial's configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct InitFrom {
+    /// The source experiment: a name (the newest experiment of that name when this one is
+    /// submitted) or an id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+    /// `best` (the source experiment's leaderboard best, once it has finished) or a trial id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trial: Option<TrialRef>,
+    /// Paths (`training.seed`, `params.task.problems`) whose values pick the source: the one trial
+    /// of `experiment` whose values there equal this trial's.
+    #[serde(rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub match_paths: Vec<String>,
+}
+
+impl InitFrom {
+    pub const FIELDS: &'static [Field] = &[
+        Field {
+            name: "experiment",
+            ty: Ty::Opt(&Ty::Str),
+            doc: "the source experiment: a name (the newest of that name when this experiment is submitted) or an id",
+        },
+        Field {
+            name: "trial",
+            ty: Ty::Opt(&Ty::TrialRef),
+            doc: "best (the source experiment's leaderboard best, once it has finished) or a trial id",
+        },
+        Field {
+            name: "match",
+            ty: Ty::StrList,
+            doc: "paths (training.seed, params.task.problems) whose values pick the source: the one trial of experiment with this trial's values there",
+        },
+    ];
+
+    pub fn is_unset(&self) -> bool {
+        self.experiment.is_none() && self.trial.is_none() && self.match_paths.is_empty()
+    }
+}
+
+/// `model.init_from.trial`: `best` or a trial id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TrialRef {
+    Id(i64),
+    /// `best` (the only word the validator accepts).
+    Best(String),
+}
+
+/// Where a trial's initial weights come from, as the server resolved `model.init_from` when the
+/// experiment was submitted: the source experiment's id, and the source trial's id (`None`: the
+/// experiment's leaderboard best, known once it has finished).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct InitSource {
+    pub experiment_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_id: Option<i64>,
 }
 
 /// A model with every size fixed: what a worker builds.
@@ -631,6 +696,10 @@ pub struct TrialConfig {
     pub model: ModelShape,
     pub data: DataSpec,
     pub training: TrainingSpec,
+    /// The weights the trial starts from (`model.init_from`, resolved by the server); `None`:
+    /// its own initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<InitSource>,
 }
 
 impl TrialConfig {

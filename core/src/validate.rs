@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use crate::fields::{check_value, did_you_mean, int, Field, Ty, NUM};
 use crate::search::{self, TrialPlan};
 use crate::spec::{
-    corpus_groups, sweepable_field, sweepable_paths, Experiment, ModelSpec, TrainingSpec, Workload,
-    API_VERSION, BUILTIN_CORPUS, CORPORA, KIND, SECTIONS,
+    corpus_groups, sweepable_field, sweepable_paths, Experiment, InitFrom, ModelSpec, TrainingSpec,
+    TrialRef, Workload, API_VERSION, BUILTIN_CORPUS, CORPORA, KIND, SECTIONS,
 };
 use crate::workloads::CrossFieldError;
 use crate::yaml::{self, display_path, Loc, Locations, Path, Seg};
@@ -81,6 +81,36 @@ impl LoadedSpec {
     pub fn resolve_precision_on_cluster(&mut self) {
         let cuda = self.experiment.spec.resources.cuda();
         self.resolve_precision(cuda);
+    }
+}
+
+/// A problem found after validation, by whoever knows more than the spec (the server resolving
+/// `model.init_from` against its database), with trial `t`'s field `field` (`model.init_from.experiment`):
+/// positioned where the user wrote the value — its sweep dimension when swept, else the field
+/// itself — in `text`, the spec as submitted.
+pub fn error_at(text: &str, t: &TrialPlan, field: &str, message: String) -> SpecError {
+    let swept = t
+        .assignments
+        .keys()
+        .find(|k| field == k.as_str() || field.starts_with(&format!("{k}.")));
+    let (path, message) = match swept {
+        Some(k) => (
+            t.source_path(k),
+            format!("{message} (trial {})", t.describe()),
+        ),
+        None => {
+            let mut p: Path = vec![Seg::Key("spec".into())];
+            p.extend(field.split('.').map(|k| Seg::Key(k.into())));
+            (p, message)
+        }
+    };
+    let loc = yaml::parse(text)
+        .ok()
+        .and_then(|(_, locs)| locs.value(&path));
+    SpecError {
+        loc,
+        path: display_path(&path),
+        message,
     }
 }
 
@@ -933,6 +963,16 @@ fn cross_field_errors(sections: &Value) -> Vec<CrossFieldError> {
             &["model.heads", "model.d_model", "model.preset"],
         );
     }
+    let workload = sections
+        .get("workload")
+        .and_then(|w| w.as_str()?.parse::<Workload>().ok());
+    for (at, message) in init_from_errors(&model.init_from, workload) {
+        push(
+            key_path(&["spec", "model", "init_from", at]),
+            message,
+            &["model.init_from.experiment", "model.init_from.trial"],
+        );
+    }
     let training = sections.get("training").cloned().unwrap_or(Value::Null);
     let steps = training
         .get("steps")
@@ -977,11 +1017,58 @@ fn cross_field_errors(sections: &Value) -> Vec<CrossFieldError> {
             }
         }
     }
-    let workload = sections
-        .get("workload")
-        .and_then(|w| w.as_str()?.parse::<Workload>().ok());
     if let Some(w) = workload {
         out.extend(w.cross_field_errors(sections));
+    }
+    out
+}
+
+/// `model.init_from` names one source: `{experiment, trial: best}`, `{trial: ID}` or
+/// `{experiment, match: [paths]}`, the paths being fields of the trial. Each problem with the key
+/// it is reported at.
+fn init_from_errors(i: &InitFrom, workload: Option<Workload>) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if i.is_unset() {
+        return out;
+    }
+    let forms =
+        "use {experiment: NAME, trial: best}, {trial: ID} or {experiment: NAME, match: [paths]}";
+    match (&i.experiment, &i.trial, i.match_paths.is_empty()) {
+        (Some(_), Some(TrialRef::Best(_)), true) | (None, Some(TrialRef::Id(_)), true) => {}
+        (Some(_), None, false) => {
+            let mut seen = BTreeSet::new();
+            for p in &i.match_paths {
+                if !seen.insert(p) {
+                    out.push(("match", format!("`{p}` is listed twice")));
+                } else if let Some(w) = workload.filter(|w| sweepable_field(*w, p).is_none()) {
+                    let paths = sweepable_paths(w);
+                    out.push((
+                        "match",
+                        format!(
+                            "`{p}` is not a field of the trial{}",
+                            did_you_mean(p, paths.iter().map(String::as_str))
+                        ),
+                    ));
+                }
+            }
+        }
+        (None, _, false) => out.push((
+            "match",
+            format!("match needs the experiment to match in; {forms}"),
+        )),
+        (Some(_), Some(_), false) => {
+            out.push(("match", format!("give trial or match, not both; {forms}")))
+        }
+        (Some(_), Some(TrialRef::Id(_)), true) => out.push((
+            "experiment",
+            format!("a trial id names its experiment already; leave experiment out ({forms})"),
+        )),
+        (None, Some(TrialRef::Best(_)), true) => {
+            out.push(("trial", format!("best of which experiment? {forms}")))
+        }
+        (Some(_), None, true) | (None, None, true) => {
+            out.push(("experiment", format!("which of its trials? {forms}")))
+        }
     }
     out
 }

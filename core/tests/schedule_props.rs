@@ -3,7 +3,8 @@
 //! that is not pending, always finish, and finish in the phase its trials imply.
 
 use orrery_core::schedule::{
-    apply, decide, on_outcome, Action, ExperimentPhase, Outcome, Policy, TrialPhase, TrialState,
+    apply, decide, on_outcome, Action, ExperimentPhase, Gate, Outcome, Policy, TrialPhase,
+    TrialState,
 };
 use proptest::prelude::*;
 
@@ -31,7 +32,7 @@ fn simulate(policy: Policy, n: usize, events: &[(u8, u8)], cancel_at: Option<usi
         if cancel_at == Some(step) {
             cancel = true;
         }
-        let actions = decide(&policy, &trials, cancel);
+        let actions = decide(&policy, &trials, &[], cancel);
         for a in &actions {
             match a {
                 Action::Start { trial, attempt } => {
@@ -48,6 +49,7 @@ fn simulate(policy: Policy, n: usize, events: &[(u8, u8)], cancel_at: Option<usi
                     );
                 }
                 Action::Cancel { trial } => assert!(!trials[*trial].phase.is_terminal()),
+                Action::Fail { .. } => panic!("no trial here has a source to fail"),
                 Action::Finish { phase, reason, .. } => {
                     assert_eq!(actions.len(), 1, "finish comes alone");
                     assert!(trials.iter().all(|t| t.phase.is_terminal()));
@@ -135,13 +137,13 @@ fn retries_then_fails() {
     };
     let mut t = TrialState::NEW;
     for attempt in 1..=3 {
-        let actions = decide(&policy, &[t], false);
+        let actions = decide(&policy, &[t], &[], false);
         assert_eq!(actions, vec![Action::Start { trial: 0, attempt }]);
         t = apply(t, &actions[0]);
         t = on_outcome(&policy, t, &Outcome::AttemptFailed);
     }
     assert_eq!(t.phase, TrialPhase::Failed);
-    match &decide(&policy, &[t], false)[0] {
+    match &decide(&policy, &[t], &[], false)[0] {
         Action::Finish { phase, reason, .. } => {
             assert_eq!(*phase, ExperimentPhase::Failed);
             assert_eq!(*reason, "TooManyFailedTrials");
@@ -161,8 +163,58 @@ fn diverged_is_a_result() {
         phase: TrialPhase::Diverged,
         attempts: 1,
     };
-    match &decide(&policy, &[t, t], false)[0] {
+    match &decide(&policy, &[t, t], &[], false)[0] {
         Action::Finish { phase, .. } => assert_eq!(*phase, ExperimentPhase::Succeeded),
         other => panic!("expected finish, got {other:?}"),
     }
+}
+
+/// `model.init_from`: a trial whose source has not finished waits without taking a slot (the open
+/// trial behind it starts); one whose source failed is failed, without an attempt, even when no
+/// slot is free.
+#[test]
+fn gates_hold_or_fail_pending_trials() {
+    let policy = Policy {
+        parallelism: 1,
+        max_restarts: 0,
+        max_failed_trials: None,
+    };
+    let new = [TrialState::NEW; 3];
+    let gates = [Gate::Waiting, Gate::Open, Gate::SourceFailed];
+    let actions = decide(&policy, &new, &gates, false);
+    assert_eq!(
+        actions,
+        vec![
+            Action::Fail { trial: 2 },
+            Action::Start {
+                trial: 1,
+                attempt: 1
+            }
+        ]
+    );
+    assert_eq!(apply(new[2], &actions[0]).phase, TrialPhase::Failed);
+    // Waiting alone: nothing to do yet, and the experiment is not finished.
+    let mut states = new;
+    states[1] = TrialState {
+        phase: TrialPhase::Succeeded,
+        attempts: 1,
+    };
+    states[2] = TrialState {
+        phase: TrialPhase::Failed,
+        attempts: 0,
+    };
+    assert!(decide(&policy, &states, &gates, false).is_empty());
+    // Once the source is ready the trial starts; a cancel still reaches a waiting trial.
+    let ready = [Gate::Open, Gate::Open, Gate::SourceFailed];
+    assert_eq!(
+        decide(&policy, &states, &ready, false),
+        vec![Action::Start {
+            trial: 0,
+            attempt: 1
+        }]
+    );
+    assert_eq!(
+        decide(&policy, &states, &gates, true),
+        vec![Action::Cancel { trial: 0 }]
+    );
 }

@@ -227,6 +227,11 @@ fn constrain(node: &mut Value, f: &Field) {
         }
         Ty::Group(fields) => constrain_fields(node, fields),
         Ty::Opt(inner) => constrain(node, &Field { ty: *inner, ..*f }),
+        // `best` or an id: Kubernetes' int-or-string (a structural schema has no anyOf of types).
+        Ty::TrialRef => {
+            obj.retain(|k, _| k == "description");
+            obj.insert("x-kubernetes-int-or-string".into(), true.into());
+        }
         Ty::Bool | Ty::Str | Ty::StrList | Ty::Mixture => {}
     }
 }
@@ -248,6 +253,7 @@ fn field_schema(f: &Field) -> Value {
         Ty::Num { .. } => serde_json::json!({"type": "number", "format": "double"}),
         Ty::Bool => serde_json::json!({"type": "boolean"}),
         Ty::Str | Ty::OneOf(_) => serde_json::json!({"type": "string"}),
+        Ty::TrialRef => serde_json::json!({}),
         Ty::StrList => serde_json::json!({"type": "array", "items": {"type": "string"}}),
         Ty::Group(fields) => object_schema(fields.iter()),
         Ty::Opt(inner) => {

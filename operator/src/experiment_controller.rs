@@ -17,10 +17,10 @@ use kube::runtime::finalizer::{finalizer, Event as Finalize};
 use kube::Resource;
 use serde_json::json;
 
-use orrery_core::dto::{ExperimentStateUpdate, TrialStateUpdate};
+use orrery_core::dto::{ExperimentStateUpdate, InitState, TrialStateUpdate};
 use orrery_core::schedule::{
-    apply as apply_action, decide, Action as Step, Counts, ExperimentPhase, Policy, TrialPhase,
-    TrialState,
+    apply as apply_action, decide, Action as Step, Counts, ExperimentPhase, Gate, Policy,
+    TrialPhase, TrialState,
 };
 use orrery_core::validate::LoadedSpec;
 
@@ -35,6 +35,8 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// Trial creations in flight at once.
 const CREATE_CONCURRENCY: usize = 32;
 /// How often, at most, the best trial is read from the leaderboard while an experiment runs.
+/// How often an experiment whose trials wait for a `model.init_from` source asks again.
+const SOURCE_POLL: Duration = Duration::from_secs(5);
 const BEST_EVERY: Duration = Duration::from_secs(5);
 
 pub async fn reconcile(exp: Arc<Experiment>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -186,12 +188,14 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
         })
         .collect();
 
+    // Trials that start from another trial's weights (`model.init_from`) wait for it.
+    let (gates, source_waits) = init_gates(ctx, &loaded, api_id, &mine, &mut states).await?;
     let policy = Policy::from_spec(&loaded.experiment.spec);
     let mut finish = None;
     // A second pass lets trials cancelled here (never started) complete the picture at once.
     for _ in 0..2 {
         let mut cancelled_unstarted = false;
-        let steps = decide(&policy, &states, false);
+        let steps = decide(&policy, &states, &gates, false);
         // Trials to start are created concurrently: one at a time, a wave of 200 takes seconds.
         let starts: Vec<usize> = steps
             .iter()
@@ -235,6 +239,19 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
                         cancelled_unstarted = true;
                     }
                 },
+                Step::Fail { trial } => {
+                    states[*trial] = apply_action(states[*trial], &step);
+                    let ids = api_trial_ids(ctx, &uid, api_id).await?;
+                    if let Some(&id) = ids.get(&(*trial as i64)) {
+                        let why = ctx.call(move |a| a.init_status(id)).await?.message;
+                        let update = TrialStateUpdate {
+                            phase: TrialPhase::Failed,
+                            attempts: None,
+                            message: Some(format!("model.init_from: {}", why.unwrap_or_default())),
+                        };
+                        ctx.call(move |a| a.set_trial_state(id, &update)).await?;
+                    }
+                }
                 Step::Finish { .. } => finish = Some(step.clone()),
             }
         }
@@ -321,6 +338,26 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
         ),
     };
     set_condition(&mut status.conditions, waiting_condition);
+    set_condition(
+        &mut status.conditions,
+        match source_waits.first() {
+            Some((i, why)) => Condition::new(
+                "SourceWaiting",
+                true,
+                "InitSourceNotFinished",
+                format!(
+                    "{} trial(s) wait for their model.init_from source; {name}-{i}: {why}",
+                    source_waits.len()
+                ),
+            ),
+            None => Condition::new(
+                "SourceWaiting",
+                false,
+                "NoneWaiting",
+                "no trial waits for a model.init_from source",
+            ),
+        },
+    );
 
     let was = old.parsed_phase();
     match finish {
@@ -371,7 +408,62 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
         }
     }
     ctx.patch_status(&*exp, &status).await?;
-    Ok(Action::requeue(RESYNC))
+    // A source's progress is another experiment's: nothing here changes when it finishes.
+    Ok(Action::requeue(if source_waits.is_empty() {
+        RESYNC
+    } else {
+        SOURCE_POLL
+    }))
+}
+
+/// The `model.init_from` gate of every trial that has no Trial object yet (those that do have
+/// started), from the API, with the reason of each that waits. A trial the API already failed
+/// for its source stays failed in `states`. Experiments without `init_from` ask nothing.
+async fn init_gates(
+    ctx: &Context,
+    loaded: &LoadedSpec,
+    api_id: i64,
+    mine: &BTreeMap<u32, Arc<Trial>>,
+    states: &mut [TrialState],
+) -> Result<(Vec<Gate>, Vec<(usize, String)>), Error> {
+    let has_source = loaded.trials.iter().any(|t| {
+        t.sections
+            .pointer("/model/init_from")
+            .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+    });
+    let mut gates = vec![Gate::Open; states.len()];
+    let mut waits = Vec::new();
+    if !has_source {
+        return Ok((gates, waits));
+    }
+    let trials = ctx.call(move |a| a.trials(api_id)).await?;
+    for t in trials {
+        let i = t.index as usize;
+        if i >= states.len() || mine.contains_key(&(i as u32)) {
+            continue;
+        }
+        if t.phase.is_terminal() {
+            states[i] = TrialState {
+                phase: t.phase,
+                attempts: t.attempts,
+            };
+            continue;
+        }
+        if t.config.init_from.is_none() {
+            continue;
+        }
+        let id = t.id;
+        let status = ctx.call(move |a| a.init_status(id)).await?;
+        gates[i] = match status.state {
+            InitState::None | InitState::Ready => Gate::Open,
+            InitState::Waiting => {
+                waits.push((i, status.message.unwrap_or_default()));
+                Gate::Waiting
+            }
+            InitState::Failed => Gate::SourceFailed,
+        };
+    }
+    Ok((gates, waits))
 }
 
 async fn create_trial(

@@ -11,9 +11,9 @@ use orrery_core::client::ApiClient;
 use orrery_core::spec::TrialConfig;
 use std::sync::Arc;
 
-use orrery_worker::train::checkpoint;
 use orrery_worker::train::remote::Remote;
 use orrery_worker::train::reporter::{Reporter, ReporterOptions};
+use orrery_worker::train::{checkpoint, init_from};
 use orrery_worker::train::{RunEnv, TrainError, TrialResult};
 use orrery_worker::{alloc, device_name, exit, parse_device, precision, threads, workloads};
 
@@ -193,9 +193,24 @@ fn main() -> ExitCode {
             }
         }
     }
+    // `model.init_from`: a fresh start (no checkpoint) downloads the source's final weights.
+    let init = match cfg.init_from {
+        None => None,
+        Some(_) if checkpoint::path(&checkpoint_dir).exists() => None,
+        Some(source) => {
+            match init_from::fetch(client.as_ref(), args.trial_id, &source, &args.workdir) {
+                Ok(got) => got,
+                Err((code, e)) => {
+                    eprintln!("error: model.init_from: {e}");
+                    return ExitCode::from(code as u8);
+                }
+            }
+        }
+    };
     if let (Some(c), Some(id)) = (&client, args.trial_id) {
         match orrery_worker::provenance::of(&cfg, device, threads) {
-            Ok(p) => {
+            Ok(mut p) => {
+                p.init_from_sha256 = init.as_ref().map(|(_, sha)| sha.clone());
                 if let Err(e) = c.set_provenance(id, &p) {
                     tracing::warn!(error = %e, "the trial's provenance was not recorded");
                 }
@@ -212,6 +227,7 @@ fn main() -> ExitCode {
         progress: args.progress,
         span: Default::default(),
         remote,
+        init_weights: init.map(|(file, _)| file),
     };
     let result = workloads::run(&cfg, &env, &reporter);
     let stats = reporter.finish();
@@ -231,7 +247,7 @@ fn main() -> ExitCode {
             tracing::warn!("trial diverged: {why}");
             ExitCode::from(exit::DIVERGED as u8)
         }
-        Err(e @ TrainError::Data(_)) => {
+        Err(e @ (TrainError::Data(_) | TrainError::Init(_))) => {
             eprintln!("error: {e}");
             ExitCode::from(exit::BAD_CONFIG as u8)
         }

@@ -120,6 +120,7 @@ fn run(toy: &mut Toy, steps: u64, dir: &Path) -> (TrialResult, BTreeMap<String, 
         progress: false,
         span: Default::default(),
         remote: None,
+        init_weights: None,
     };
     let result = train::run(toy, &config(steps), &env, &rep).unwrap();
     rep.finish();

@@ -9,7 +9,9 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use orrery_core::dto::{ErrorBody, ExperimentDto, ExperimentStateUpdate, Leaderboard, TrialDto};
+use orrery_core::dto::{
+    CheckedSpec, ErrorBody, ExperimentDto, ExperimentStateUpdate, Leaderboard, TrialDto,
+};
 use orrery_core::schedule::TrialPhase;
 use orrery_core::workloads::Analysis;
 
@@ -41,17 +43,7 @@ pub(super) async fn create_experiment(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the spec must be UTF-8 YAML"))?;
-    let mut loaded = orrery_core::load_spec(text).map_err(|errs| ApiError {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        body: ErrorBody {
-            error: format!("the spec has {} problem(s)", errs.0.len()),
-            details: errs.0.iter().map(|e| e.to_string()).collect(),
-        },
-    })?;
-    // Submitted to a cluster (the operator, or a user with the API).
-    loaded.resolve_precision_on_cluster();
+    let (text, loaded) = load(&body)?;
     let external_id = q.external_id.filter(|k| !k.is_empty());
     let (exp, created) = store
         .register_experiment(text, &loaded, external_id.as_deref())
@@ -62,6 +54,42 @@ pub(super) async fn create_experiment(
         StatusCode::OK
     };
     Ok((status, Json(exp)))
+}
+
+/// Checks a spec as `POST /experiments` would (validation, then what depends on other
+/// experiments: `model.init_from`'s source, dml's law) and stores nothing: `orrery validate --api`.
+#[utoipa::path(post, path = "/api/v1/experiments/check", tag = "experiments",
+    request_body(content = String, content_type = "application/yaml",
+        description = "the experiment spec (YAML)"),
+    responses(
+        (status = 200, description = "the spec would be accepted", body = CheckedSpec),
+        (status = 422, description = "the spec is invalid: one detail per problem", body = ErrorBody),
+    ))]
+pub(super) async fn check_experiment(
+    State(store): State<Arc<Store>>,
+    body: Bytes,
+) -> ApiResult<Json<CheckedSpec>> {
+    let (text, loaded) = load(&body)?;
+    Ok(Json(CheckedSpec {
+        trials: store.check_experiment(text, &loaded).await?,
+    }))
+}
+
+/// The body as a validated spec, as submitted to a cluster (`training.precision: auto` resolved for
+/// the trials' device), with its text.
+fn load(body: &[u8]) -> Result<(&str, orrery_core::LoadedSpec), ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the spec must be UTF-8 YAML"))?;
+    let mut loaded = orrery_core::load_spec(text).map_err(|errs| ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        body: ErrorBody {
+            error: format!("the spec has {} problem(s)", errs.0.len()),
+            details: errs.0.iter().map(|e| e.to_string()).collect(),
+        },
+    })?;
+    // Submitted to a cluster (the operator, or a user with the API).
+    loaded.resolve_precision_on_cluster();
+    Ok((text, loaded))
 }
 
 /// An executor (the operator) reports the experiment's phase. A finished experiment keeps its phase.

@@ -88,6 +88,7 @@ fn rest() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             experiments::delete_experiment
         ))
         .routes(routes!(experiments::set_experiment_state))
+        .routes(routes!(experiments::check_experiment))
         .routes(routes!(experiments::list_trials))
         .routes(routes!(experiments::leaderboard))
         .routes(routes!(experiments::analysis))
@@ -100,6 +101,7 @@ fn rest() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(trials::set_trial_state))
         .routes(routes!(trials::mint_trial_token))
         .routes(routes!(trials::set_provenance))
+        .routes(routes!(trials::init_source))
         .routes(routes!(metrics::metric_history, metrics::ingest))
         .routes(routes!(artifacts::list_artifacts))
         .routes(routes!(
@@ -148,12 +150,21 @@ async fn guard(
         .map(|v| v.to_str().unwrap_or("?"));
     let checked = async {
         let token = auth::bearer(header)?;
-        let who = auth::identify(
-            &cfg,
-            token,
-            |h| async move { store.trial_of_token(&h).await },
-        )
+        let who = auth::identify(&cfg, token, |h| {
+            let store = store.clone();
+            async move { store.trial_of_token(&h).await }
+        })
         .await??;
+        // A worker may also download the artifacts of the trial its `model.init_from` resolved
+        // to (the weights it starts from); for that one trial, the rule is its own trial's.
+        let need = match (need, who) {
+            (auth::Need::ReadArtifact { trial: t }, auth::Identity::Worker(w))
+                if t != w && store.init_source_trial(w).await? == Some(t) =>
+            {
+                auth::Need::ReadArtifact { trial: w }
+            }
+            (need, _) => need,
+        };
         auth::authorize(&cfg, who, need)?;
         Ok::<_, ApiError>(())
     };

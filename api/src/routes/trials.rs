@@ -8,7 +8,9 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 
-use orrery_core::dto::{ErrorBody, PhaseChange, Provenance, Summary, TrialDto, TrialStateUpdate};
+use orrery_core::dto::{
+    ErrorBody, InitStatus, PhaseChange, Provenance, Summary, TrialDto, TrialStateUpdate,
+};
 
 use crate::error::{body_error, ApiResult};
 use crate::logs::{self, LogDir, LogFile};
@@ -149,4 +151,22 @@ pub(super) async fn set_provenance(
     let Json(p) = body.map_err(body_error)?;
     store.set_provenance(id, &p).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Where the trial's initial weights stand: `none` (no `model.init_from`), `ready` (the source's
+/// `model` artifact, with its SHA-256, which the trial's worker may download), `waiting` (the
+/// source has not finished; the trial stays Pending) or `failed` (the source failed or left no
+/// model; the trial fails with the message). Executors ask before starting a trial, and its worker
+/// before it downloads.
+#[utoipa::path(get, path = "/api/v1/trials/{id}/init-source", tag = "trials",
+    params(("id" = i64, Path, description = "trial id")),
+    responses(
+        (status = 200, body = InitStatus),
+        (status = 404, description = "no such trial", body = ErrorBody),
+    ))]
+pub(super) async fn init_source(
+    State(store): State<Arc<Store>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<InitStatus>> {
+    Ok(Json(store.init_status(id).await?))
 }

@@ -10,12 +10,20 @@ use orrery_core::schedule::{Counts, ExperimentPhase, TrialPhase};
 use orrery_core::spec::Goal;
 use orrery_core::LoadedSpec;
 
+use super::init_from::SourceCache;
 use super::leaderboard::goal_str;
 use super::metrics::INSERT_CHUNK;
 use super::{now, parse_phase, Result, Store, StoreError};
 use crate::entities::{artifact, experiment, metric, summary, trial, trial_event};
 use crate::events::Event;
 use crate::ranking::Sql;
+
+/// A trial as it will be stored: its index, swept values and resolved configuration.
+type ResolvedTrial = (
+    usize,
+    std::collections::BTreeMap<String, serde_json::Value>,
+    orrery_core::spec::TrialConfig,
+);
 
 impl Store {
     /// Stores a validated spec and its trials, all or nothing.
@@ -41,19 +49,7 @@ impl Store {
                 return Ok((self.experiment_dto(m).await?, false));
             }
         }
-        // Each trial's values and configuration, with what depends on other experiments (dml's
-        // mixture) resolved before anything is written.
-        let mut resolved = Vec::with_capacity(spec.trials.len());
-        let mut laws = std::collections::BTreeMap::new();
-        for t in &spec.trials {
-            let mut config = t
-                .config()
-                .map_err(|e| StoreError::Invalid(format!("trial {}: {e}", t.index)))?;
-            let mut assignments = t.assignments.clone();
-            self.resolve_dml(&mut config, &mut assignments, &mut laws)
-                .await?;
-            resolved.push((t.index, assignments, config));
-        }
+        let resolved = self.resolve_trials(yaml, spec).await?;
         let e = &spec.experiment;
         let now = now();
         let txn = self.db.begin().await?;
@@ -104,6 +100,33 @@ impl Store {
             phase: ExperimentPhase::Pending,
         });
         Ok((self.experiment(exp.id).await?, true))
+    }
+
+    /// Each trial's values and configuration, with what depends on other experiments (dml's
+    /// mixture, `model.init_from`'s source) resolved against this database, before anything is
+    /// written. `Invalid` (a 422) names what does not resolve.
+    async fn resolve_trials(&self, yaml: &str, spec: &LoadedSpec) -> Result<Vec<ResolvedTrial>> {
+        let mut resolved = Vec::with_capacity(spec.trials.len());
+        let mut laws = std::collections::BTreeMap::new();
+        let mut sources = SourceCache::new();
+        for t in &spec.trials {
+            let mut config = t
+                .config()
+                .map_err(|e| StoreError::Invalid(format!("trial {}: {e}", t.index)))?;
+            let mut assignments = t.assignments.clone();
+            self.resolve_dml(&mut config, &mut assignments, &mut laws)
+                .await?;
+            self.resolve_init_from(yaml, t, &mut config, &mut sources)
+                .await?;
+            resolved.push((t.index, assignments, config));
+        }
+        Ok(resolved)
+    }
+
+    /// Checks that a validated spec resolves against this database (what `register_experiment`
+    /// would refuse with 422), writing nothing; returns its trial count.
+    pub async fn check_experiment(&self, yaml: &str, spec: &LoadedSpec) -> Result<usize> {
+        Ok(self.resolve_trials(yaml, spec).await?.len())
     }
 
     /// Trials per phase, counted by the database (`trials_phase` index).

@@ -6,6 +6,7 @@
 
 mod artifacts;
 mod experiments;
+mod init_from;
 mod leaderboard;
 mod metrics;
 mod mixing_law;
@@ -13,6 +14,7 @@ mod tokens;
 mod trials;
 
 pub use artifacts::{quota_message, ArtifactRow};
+pub use init_from::MODEL_ARTIFACT;
 
 use std::time::Duration;
 

@@ -28,6 +28,35 @@ pub async fn store(db: Db, dir: &std::path::Path) -> Store {
     }
 }
 
+/// An API on a loopback port over `store`, with `admin` as its admin token and its artifacts in
+/// `dir/artifacts` under `limits`; returns its address.
+pub async fn serve_with_artifacts(
+    store: Store,
+    admin: &str,
+    dir: &std::path::Path,
+    limits: orrery_api::artifacts::Limits,
+) -> std::net::SocketAddr {
+    let artifacts = orrery_api::artifacts::Artifacts::open(
+        dir.join("artifacts").to_str().unwrap(),
+        &[],
+        limits,
+    )
+    .unwrap();
+    let options = orrery_api::Options {
+        auth: orrery_api::AuthConfig::new(admin, None),
+        logs: None,
+        artifacts: Some(std::sync::Arc::new(artifacts)),
+    };
+    orrery_api::spawn(
+        std::sync::Arc::new(store),
+        options,
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+    .0
+}
+
 /// What a request got back, whatever its status.
 pub struct Reply {
     pub status: u16,

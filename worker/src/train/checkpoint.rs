@@ -172,3 +172,56 @@ pub fn load(
         initial_eval_loss: get("meta/initial_eval_loss")?.double_value(&[0]),
     }))
 }
+
+/// Copies the weights of another trial's final model (`file`, written by [`save_weights`]) into
+/// `opt`'s parameters, leaving the moments and the step count fresh (`model.init_from`: the
+/// optimizer and the schedule start over). Every parameter must be there with its shape, and
+/// nothing else: weights of another architecture are refused, not half loaded.
+pub fn load_weights(file: &Path, opt: &mut AdamW) -> Result<(), String> {
+    let tensors: std::collections::HashMap<String, Tensor> = Tensor::load_multi(file)
+        .map_err(|e| format!("cannot read the source weights {}: {e}", file.display()))?
+        .into_iter()
+        .collect();
+    let mut problems = Vec::new();
+    for p in &opt.params {
+        match tensors.get(&format!("p/{}", p.name)) {
+            None => problems.push(format!("{} is missing", p.name)),
+            Some(t) if t.size() != p.tensor.size() => problems.push(format!(
+                "{} has shape {:?}, this model's {:?}",
+                p.name,
+                t.size(),
+                p.tensor.size()
+            )),
+            Some(_) => {}
+        }
+    }
+    let mine: std::collections::HashSet<String> =
+        opt.params.iter().map(|p| format!("p/{}", p.name)).collect();
+    let mut extra: Vec<&String> = tensors.keys().filter(|k| !mine.contains(*k)).collect();
+    extra.sort();
+    if !extra.is_empty() {
+        problems.push(format!(
+            "the source has parameters this model lacks: {}",
+            extra
+                .iter()
+                .map(|k| k.trim_start_matches("p/"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "the source weights do not fit this model: {}",
+            problems.join("; ")
+        ));
+    }
+    tch::no_grad(|| {
+        for p in &mut opt.params {
+            let src = &tensors[&format!("p/{}", p.name)];
+            p.tensor
+                .f_copy_(src)
+                .map_err(|e| format!("cannot copy {}: {e}", p.name))?;
+        }
+        Ok(())
+    })
+}

@@ -15,6 +15,7 @@
 pub mod checkpoint;
 pub mod divergence;
 pub mod eval;
+pub mod init_from;
 pub mod optim;
 pub mod remote;
 pub mod reporter;
@@ -48,6 +49,9 @@ pub enum TrainError {
     Data(#[from] crate::data::DataError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// The `model.init_from` weights do not fit the model: a bad configuration, not retried.
+    #[error("model.init_from: {0}")]
+    Init(String),
 }
 
 /// Where and how a trial runs.
@@ -62,6 +66,9 @@ pub struct RunEnv {
     /// and the final weights too. Only for a run with a `checkpoint_dir` (the trial's own model,
     /// not DoReMi's reference or proxy).
     pub remote: Option<std::sync::Arc<remote::Remote>>,
+    /// The weights a fresh run starts from (`model.init_from`: another trial's final model,
+    /// downloaded); a run resumed from its checkpoint ignores them.
+    pub init_weights: Option<PathBuf>,
 }
 
 /// A trial that trains several models one after the other (DoReMi: a reference, a proxy, then
@@ -267,6 +274,10 @@ fn train(
             p
         }
         None => {
+            if let Some(file) = &env.init_weights {
+                checkpoint::load_weights(file, &mut opt).map_err(TrainError::Init)?;
+                tracing::info!(from = %file.display(), "started from the model.init_from weights");
+            }
             let e0 = w.evaluate();
             eval::log(rep, 0, &e0);
             w.log_state(0, rep);

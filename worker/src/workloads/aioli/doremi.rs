@@ -54,6 +54,8 @@ pub fn run(
             total: Some(total),
         },
         remote: env.remote.clone(),
+        // The reference and the proxy start where the trial's model does.
+        init_weights: env.init_weights.clone(),
     };
     let resumed = env
         .checkpoint_dir
