@@ -135,6 +135,77 @@ async fn a_pipeline_starts_each_trial_from_its_matching_source() {
             .is_some_and(|p| p.init_from_sha256.is_none())));
 }
 
+/// A trial whose source is still running waits, `Pending` with the reason, while another `orrery
+/// run` trains the source; it starts once the source experiment finished, from its best trial, and
+/// is judged as a fine-tune (its loss may rise above its start without counting as divergence).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trial_waits_for_a_running_source() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("s.yaml"),
+        spec(
+            "slow-source",
+            "steps: 500, batch_size: 8, log_every: 100, eval_every: 250, eval_batches: 2",
+            "",
+        ),
+    )
+    .unwrap();
+    let follower = spec("waiter", "steps: 10, batch_size: 8, log_every: 10, eval_every: 10, eval_batches: 2, lr: 1.0e-2", "").replace(
+        "  model: {preset: tiny, seq_len: 32}",
+        "  model:\n    preset: tiny\n    seq_len: 32\n    init_from: {experiment: slow-source, trial: best}",
+    );
+    std::fs::write(dir.path().join("f.yaml"), follower).unwrap();
+    let mut source = start_run(dir.path());
+    // The follower is submitted once the source is registered (its name must resolve): when its
+    // first trial's folder appears (the database is not opened meanwhile: two processes
+    // migrating one new SQLite file at once would race).
+    let db = dir.path().join("o.db");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !trial_dir(&dir.path().join("runs"), 0).is_some_and(|d| d.exists()) {
+        assert!(Instant::now() < deadline, "the source never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = run(
+        &["--db", "o.db", "run", "f.yaml", "--workdir", "runs-f"],
+        dir.path(),
+    );
+    let t = text(&out);
+    let (status, source_log) = finish_run(&mut source);
+    assert!(status.success(), "{source_log}");
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("trial 0 [] waits: waiting for experiment 1 \"slow-source\""),
+        "{t}"
+    );
+    let store = open(&db).await;
+    let src = store.find_experiment("slow-source").await.unwrap();
+    let best = store.trials(src.id).await.unwrap()[0].clone();
+    let w = store.find_experiment("waiter").await.unwrap();
+    let wt = &store.trials(w.id).await.unwrap()[0];
+    assert_eq!(wt.phase, TrialPhase::Succeeded, "{:?}", wt.message);
+    let history: Vec<_> = store
+        .trial_history(wt.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.phase, h.message))
+        .collect();
+    assert!(
+        history.iter().any(|(p, m)| *p == TrialPhase::Pending
+            && m.as_deref().is_some_and(|m| m.contains("to finish"))),
+        "the wait is in the trial's history: {history:?}"
+    );
+    let src_last = store
+        .metric_history(best.id, "eval/loss")
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .value;
+    let first = store.metric_history(wt.id, "eval/loss").await.unwrap()[0].value;
+    assert!((src_last - first).abs() <= 1e-5, "{src_last} vs {first}");
+}
+
 /// A trial whose `model.init_from` source failed fails without an attempt, with the source's
 /// reason; `orrery run` of several specs stops at the first that did not succeed.
 #[tokio::test(flavor = "multi_thread")]

@@ -130,8 +130,11 @@ impl Store {
             )));
         }
         let now = now();
-        // The history records changes, not repeated reports of the same state.
-        let changed = current != phase || attempts.is_some_and(|n| i64::from(n) != m.attempts);
+        // The history records changes, not repeated reports of the same state; a new reason is
+        // a change (a pending trial that starts waiting for its `model.init_from` source).
+        let changed = current != phase
+            || attempts.is_some_and(|n| i64::from(n) != m.attempts)
+            || message.is_some_and(|msg| m.message.as_deref() != Some(msg));
         let event = trial_event::ActiveModel {
             trial_id: Set(id),
             phase: Set(phase.as_str().into()),

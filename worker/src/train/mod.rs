@@ -290,7 +290,17 @@ fn train(
     };
     rep.log(m::RESUMED_FROM, progress.step as i64, progress.step as f64);
     let eval_every = t.effective_eval_every();
-    let divergence = w.divergence();
+    let divergence = match (w.divergence(), cfg.init_from) {
+        // A trial started from another's weights (`model.init_from`) starts far below the ℓ₀ of a
+        // fresh model, and its loss may rise above its own start while the new schedule warms up
+        // or the data changes: only worse than a uniform guess is divergence there.
+        (Divergence::AboveInitial | Divergence::BestGroupAboveInitial, Some(_)) => {
+            Divergence::AboveUniform {
+                vocab: crate::data::VOCAB_SIZE,
+            }
+        }
+        (d, _) => d,
+    };
 
     let mut non_finite = NonFinite::new(env.device);
     let mut pace = Pace::new(progress.step);
