@@ -198,7 +198,7 @@ async fn init_from_resolves_waits_and_scopes(db: Db) {
             serde_json::json!({"experiment_id": a["id"], "trial_id": a_trials[1]})
         );
 
-        // While the source runs, the trial waits; a worker cannot read the source's artifacts yet.
+        // While the source runs, the trial waits.
         let s = init(b_trials[0]);
         assert_eq!(s["state"], "waiting", "{s}");
         assert!(s["message"].as_str().unwrap().contains("Pending"), "{s}");
@@ -294,6 +294,23 @@ async fn init_from_resolves_waits_and_scopes(db: Db) {
         assert_eq!(st, 201, "{d}");
         assert_eq!(init(trials(&d)[0])["state"], "ready");
         assert_eq!(init(a_trials[0])["state"], "none");
+
+        // A source deleted meanwhile fails its followers (it does not break their executors).
+        let (st, m) = call(
+            ADMIN,
+            "DELETE",
+            &format!("{base}/experiments/{}", a["id"]),
+            None,
+        );
+        assert_eq!(st, 204, "{m}");
+        let s = init(c0);
+        assert_eq!(s["state"], "failed", "{s}");
+        assert!(
+            s["message"].as_str().unwrap().contains("no longer exists"),
+            "{s}"
+        );
+        let s = init(trials(&d)[0]);
+        assert_eq!(s["state"], "failed", "{s}");
     })
     .await
     .unwrap();

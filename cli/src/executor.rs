@@ -97,27 +97,25 @@ pub fn worker_binary() -> Result<PathBuf, String> {
     }
 }
 
-/// The device `device` (`auto | cpu | cuda | cuda:N`) means here: `auto` is asked of the worker
-/// binary (`orrery-worker --resolve-device`, which sees what libtorch sees); the others are
-/// themselves. If the worker cannot answer, `auto` stays, and each worker resolves it alone.
-pub fn resolve_device(worker_bin: &Path, device: &str) -> String {
-    if device != "auto" {
-        return device.to_string();
-    }
+/// The device `device` (`auto | cpu | cuda | cuda:N`) means here, as the worker binary sees it
+/// (`orrery-worker --resolve-device`, which asks libtorch): `auto` becomes `cpu` or `cuda:0`, and a
+/// CUDA device that is not visible is an error (the worker's message), before any trial starts.
+/// If the worker cannot be asked at all, the device stays as given and each worker resolves it.
+pub fn resolve_device(worker_bin: &Path, device: &str) -> Result<String, String> {
     let out = std::process::Command::new(worker_bin)
-        .args(["--resolve-device", "--device", "auto"])
-        .stderr(std::process::Stdio::null())
+        .args(["--resolve-device", "--device", device])
         .output();
     match out {
         Ok(o) if o.status.success() => {
             let d = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            if d.is_empty() {
-                "auto".into()
-            } else {
-                d
-            }
+            Ok(if d.is_empty() { device.to_string() } else { d })
         }
-        _ => "auto".into(),
+        // Exit 2: the worker refused the device (unknown, or a GPU it cannot see).
+        Ok(o) if o.status.code() == Some(orrery_core::schedule::exit::BAD_CONFIG) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            Err(err.trim().trim_start_matches("error: ").to_string())
+        }
+        _ => Ok(device.to_string()),
     }
 }
 
@@ -201,6 +199,9 @@ fn spawn_worker(
     Ok(pid)
 }
 
+/// How often a trial that waits for its `model.init_from` source asks again.
+const SOURCE_POLL: Duration = Duration::from_secs(2);
+
 /// Runs every trial of experiment `exp_id` to a terminal state and returns the experiment's phase.
 pub async fn run(
     store: Arc<Store>,
@@ -260,18 +261,29 @@ pub async fn run(
     let mut gates = vec![Gate::Open; states.len()];
     let mut told_waiting = vec![false; states.len()];
     let mut reasons: HashMap<usize, String> = HashMap::new();
+    // A source that is ready stays ready: ask until then, a waiting one every couple of seconds.
+    let mut settled = vec![false; states.len()];
+    let mut next_ask = vec![std::time::Instant::now(); states.len()];
 
     loop {
         let cancel = opts.cancel.load(Ordering::SeqCst);
-        for i in (0..states.len()).filter(|i| has_source[*i]) {
-            if states[i].phase != TrialPhase::Pending {
+        for i in 0..states.len() {
+            if !has_source[i]
+                || settled[i]
+                || states[i].phase != TrialPhase::Pending
+                || std::time::Instant::now() < next_ask[i]
+            {
                 continue;
             }
             let status = store.init_status(ids[i]).await?;
             let message = status.message.unwrap_or_default();
             gates[i] = match status.state {
-                InitState::None | InitState::Ready => Gate::Open,
+                InitState::None | InitState::Ready => {
+                    settled[i] = true;
+                    Gate::Open
+                }
                 InitState::Waiting => {
+                    next_ask[i] = std::time::Instant::now() + SOURCE_POLL;
                     if !told_waiting[i] {
                         told_waiting[i] = true;
                         say(&mp, format!("trial {i} [{}] waits: {message}", labels[i]));

@@ -243,6 +243,19 @@ fn sources_of(l: &orrery_core::LoadedSpec) -> std::collections::BTreeSet<String>
         .collect()
 }
 
+/// What a spec's trials take from other experiments, in words (`pretrain`, `trial 42`); empty
+/// when nothing.
+fn taken_from(l: &orrery_core::LoadedSpec) -> Vec<String> {
+    let mut out: Vec<String> = sources_of(l).into_iter().collect();
+    let ids: std::collections::BTreeSet<i64> = l
+        .trials
+        .iter()
+        .filter_map(|t| t.sections.pointer("/model/init_from/trial")?.as_i64())
+        .collect();
+    out.extend(ids.into_iter().map(|id| format!("trial {id}")));
+    out
+}
+
 /// Resolves what the spec takes from other experiments, as the API would when it is submitted:
 /// against `api` when given, else against the database when it exists (else says it could not).
 async fn resolve_sources(
@@ -253,7 +266,7 @@ async fn resolve_sources(
     api: Option<String>,
     token: Option<String>,
 ) -> anyhow::Result<Result<(), ExitCode>> {
-    let sources = sources_of(l);
+    let sources = taken_from(l);
     if sources.is_empty() {
         return Ok(Ok(()));
     }
@@ -283,7 +296,7 @@ async fn resolve_sources(
         eprintln!(
             "note: {} takes from {}; not checked: no database at {db} (give --db, --database-url or --api)",
             path.display(),
-            sources.into_iter().collect::<Vec<_>>().join(", ")
+            sources.join(", ")
         );
         return Ok(Ok(()));
     }
@@ -408,7 +421,13 @@ async fn cmd_run(
     };
     // The trials' device, known before they are stored, so `training.precision: auto` is
     // recorded as what runs (bf16 on CUDA, fp32 on the CPU).
-    let device = executor::resolve_device(&worker_bin, &device);
+    let device = match executor::resolve_device(&worker_bin, &device) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: --device {device}: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
     loaded.resolve_precision(device.starts_with("cuda"));
     // Workers run with their own folders; give them absolute paths.
     let workdir = std::path::absolute(&workdir)?;

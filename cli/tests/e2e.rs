@@ -232,6 +232,19 @@ async fn a_failed_source_fails_its_followers() {
     let out = run(&["--db", "o.db", "run", "f.yaml"], dir.path());
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
+    // `orrery validate` resolves a source against the database: a trial that does not exist.
+    let by_id = spec("by-id", training, "").replace(
+        "  model: {preset: tiny, seq_len: 32}",
+        "  model:\n    preset: tiny\n    seq_len: 32\n    init_from: {trial: 99999}",
+    );
+    std::fs::write(dir.path().join("id.yaml"), by_id).unwrap();
+    let out = run(&["--db", "o.db", "validate", "id.yaml"], dir.path());
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("id.yaml:9:24: spec.model.init_from.trial: there is no trial 99999"),
+        "{t}"
+    );
     let store = open(&dir.path().join("o.db")).await;
     let f = store.find_experiment("follower").await.unwrap();
     assert_eq!(f.phase, ExperimentPhase::Failed);

@@ -327,7 +327,7 @@ pub fn check_value(ty: Ty, v: &Value) -> Result<(), String> {
         },
         Ty::TrialRef => match v {
             Value::String(s) if s == "best" => Ok(()),
-            Value::Number(n) if n.as_u64().is_some_and(|n| n >= 1) => Ok(()),
+            Value::Number(n) if n.as_i64().is_some_and(|n| n >= 1) => Ok(()),
             _ => Err(format!(
                 "expected best or a trial id (an integer ≥ 1), got {}",
                 describe(v)

@@ -359,9 +359,15 @@ pub fn decide(
             .enumerate()
             .filter(|(_, t)| t.phase == TrialPhase::Pending)
     };
-    let failed_sources = pending()
+    let failed_sources: Vec<Action> = pending()
         .filter(|(i, _)| gate(*i) == Gate::SourceFailed)
-        .map(|(i, _)| Action::Fail { trial: i });
+        .map(|(i, _)| Action::Fail { trial: i })
+        .collect();
+    let failing = failed + failed_sources.len() as u64;
+    if policy.max_failed_trials.is_some_and(|m| failing > m as u64) {
+        // These failures end the experiment: start nothing the next round would cancel.
+        return failed_sources;
+    }
     let starts = pending()
         .filter(|(i, _)| gate(*i) == Gate::Open)
         .take(free)
@@ -369,7 +375,7 @@ pub fn decide(
             trial: i,
             attempt: t.attempts + 1,
         });
-    failed_sources.chain(starts).collect()
+    failed_sources.into_iter().chain(starts).collect()
 }
 
 /// Experiment-level counters for status displays.

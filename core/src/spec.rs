@@ -166,7 +166,7 @@ impl InitFrom {
         Field {
             name: "experiment",
             ty: Ty::Opt(&Ty::Str),
-            doc: "the source experiment: a name (the newest of that name when this experiment is submitted) or an id",
+            doc: "the source experiment: a name (the newest of that name when this experiment is submitted), or an id written as a string",
         },
         Field {
             name: "trial",

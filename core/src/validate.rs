@@ -486,10 +486,39 @@ fn check_kubernetes(c: &mut Checker, path: &[Seg], v: &Value) {
     }
 }
 
+/// The longest experiment name: on Kubernetes each trial is an object named `NAME-INDEX`, and
+/// that name is also a label value (at most 63 characters) on its Pods; with up to
+/// [`search::MAX_TRIALS`] trials an index has up to 5 digits (`NAME-99999`). The CRD holds the
+/// same bound (`operator/src/crd.rs`).
+pub const MAX_NAME_LEN: usize = 63 - "-".len() - digits(search::MAX_TRIALS - 1);
+
+const fn digits(mut n: usize) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+/// Why an experiment of this name cannot run on Kubernetes, in words, when it cannot.
+pub fn name_too_long(name: &str) -> Option<String> {
+    (name.len() > MAX_NAME_LEN).then(|| {
+        format!(
+            "\"{name}\" has {} characters; at most {MAX_NAME_LEN}, so that every trial's name ({name}-INDEX, up to -{}) fits a Kubernetes label value (63 characters)",
+            name.len(),
+            search::MAX_TRIALS - 1
+        )
+    })
+}
+
 fn check_dns_label(v: &Value) -> Result<(), String> {
     let Some(s) = v.as_str() else {
         return Err(format!("expected a name, got {}", describe(v)));
     };
+    if let Some(msg) = name_too_long(s) {
+        return Err(msg);
+    }
     let ok = !s.is_empty()
         && s.len() <= 63
         && s.bytes()
@@ -1040,6 +1069,11 @@ fn init_from_errors(i: &InitFrom, workload: Option<Workload>) -> Vec<(&'static s
             for p in &i.match_paths {
                 if !seen.insert(p) {
                     out.push(("match", format!("`{p}` is listed twice")));
+                } else if p == "model.preset" || p.starts_with("model.init_from") {
+                    out.push((
+                        "match",
+                        format!("`{p}` cannot pick a source (a preset is resolved into model.layers, model.d_model, ...); match on fields such as training.seed"),
+                    ));
                 } else if let Some(w) = workload.filter(|w| sweepable_field(*w, p).is_none()) {
                     let paths = sweepable_paths(w);
                     out.push((

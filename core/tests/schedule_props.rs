@@ -218,3 +218,21 @@ fn gates_hold_or_fail_pending_trials() {
         vec![Action::Cancel { trial: 0 }]
     );
 }
+
+/// Source failures that push the experiment past `maxFailedTrials` fail those trials and start
+/// nothing (the next round cancels the rest).
+#[test]
+fn source_failures_past_the_limit_start_nothing() {
+    let policy = Policy {
+        parallelism: 2,
+        max_restarts: 0,
+        max_failed_trials: Some(0),
+    };
+    let actions = decide(
+        &policy,
+        &[TrialState::NEW; 3],
+        &[Gate::SourceFailed, Gate::Open, Gate::Open],
+        false,
+    );
+    assert_eq!(actions, vec![Action::Fail { trial: 0 }]);
+}

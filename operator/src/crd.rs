@@ -411,6 +411,31 @@ pub fn crds() -> Vec<(String, Value)> {
             }
         }
     }
+    // The experiment's name becomes its trials' names and label values (`NAME-INDEX`, at most
+    // 63 characters): the validator's bound, checked by the API server at `kubectl apply`.
+    if let Some(versions) = exp
+        .pointer_mut("/spec/versions")
+        .and_then(Value::as_array_mut)
+    {
+        for v in versions {
+            if let Some(root) = v
+                .pointer_mut("/schema/openAPIV3Schema")
+                .and_then(Value::as_object_mut)
+            {
+                let max = orrery_core::validate::MAX_NAME_LEN;
+                root.insert(
+                    "x-kubernetes-validations".into(),
+                    serde_json::json!([{
+                        "rule": format!("size(self.metadata.name) <= {max}"),
+                        "message": format!(
+                            "metadata.name: at most {max} characters, so that every trial's name (NAME-INDEX, up to NAME-{}) fits a Kubernetes label value (63 characters)",
+                            orrery_core::search::MAX_TRIALS - 1
+                        ),
+                    }]),
+                );
+            }
+        }
+    }
     let mut trial = serde_json::to_value(Trial::crd()).expect("the Trial CRD serialises");
     if let Some(versions) = trial
         .pointer_mut("/spec/versions")

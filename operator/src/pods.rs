@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSpec, ResourceRequirements,
-    SecretKeySelector, Toleration, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext,
+    PodSpec, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Toleration,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -38,6 +39,10 @@ pub struct AttemptPod<'a> {
     /// The Trial object, as the Pod's controlling owner (deleting the Trial deletes its Pods).
     pub owner: OwnerReference,
 }
+
+/// The user the worker runs as (the image's `orrery` user): not root, so the Pod passes the
+/// `restricted` Pod Security Standard.
+pub const WORKER_UID: i64 = 65532;
 
 /// `<trial>-a<attempt>`: one Pod per attempt; a retry is a new Pod.
 pub fn pod_name(trial: &str, attempt: u32) -> String {
@@ -118,18 +123,56 @@ pub fn build(a: &AttemptPod) -> Pod {
                 // The worker's scratch: its local checkpoint and spill file. A new attempt is a
                 // new Pod with an empty one; it resumes from the checkpoint its predecessor
                 // uploaded to the API (ORRERY_API_URL, ORRERY_TRIAL_ID, ORRERY_TOKEN).
-                volume_mounts: Some(vec![VolumeMount {
-                    name: "work".into(),
-                    mount_path: "/work".into(),
+                volume_mounts: Some(vec![
+                    VolumeMount {
+                        name: "work".into(),
+                        mount_path: "/work".into(),
+                        ..Default::default()
+                    },
+                    // The root file system is read-only; libtorch and the allocator may want a
+                    // temporary folder.
+                    VolumeMount {
+                        name: "tmp".into(),
+                        mount_path: "/tmp".into(),
+                        ..Default::default()
+                    },
+                ]),
+                security_context: Some(SecurityContext {
+                    allow_privilege_escalation: Some(false),
+                    capabilities: Some(Capabilities {
+                        drop: Some(vec!["ALL".into()]),
+                        ..Default::default()
+                    }),
+                    read_only_root_filesystem: Some(true),
                     ..Default::default()
-                }]),
+                }),
                 ..Default::default()
             }],
-            volumes: Some(vec![Volume {
-                name: "work".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
+            // The `restricted` Pod Security Standard: not root, the runtime's seccomp profile;
+            // the scratch volumes belong to the worker's group.
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(WORKER_UID),
+                run_as_group: Some(WORKER_UID),
+                fs_group: Some(WORKER_UID),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }]),
+            }),
+            volumes: Some(vec![
+                Volume {
+                    name: "work".into(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Default::default()
+                },
+                Volume {
+                    name: "tmp".into(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Default::default()
+                },
+            ]),
             ..Default::default()
         }),
         status: None,

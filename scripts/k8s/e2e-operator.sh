@@ -83,10 +83,20 @@ for bad in "database.type=postgres" "database.type=mysql" "auth.reads=maybe"; do
     fail "the chart rendered with --set $bad"
   fi
 done
+# The namespace enforces the restricted Pod Security Standard: the API server's PodSecurity
+# admission judges every Pod below (the chart's API and operator, every trial's).
 "$K" create namespace $NS >/dev/null
+"$K" label namespace $NS pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/enforce-version=latest >/dev/null
 "$TOOLS/helm" install orrery "$REPO/charts/orrery" -n $NS >/dev/null || fail "helm install"
 "$K" wait --for condition=established crd/experiments.orrery.dev crd/trials.orrery.dev --timeout=60s >/dev/null
 ok "helm lint, helm template (SQLite; PostgreSQL by a URL Secret; bad database values refused) and helm install of charts/orrery"
+if out=$("$K" run rooted -n $NS --image=busybox --restart=Never --dry-run=server 2>&1); then
+  fail "a Pod without a security context was admitted into the restricted namespace: $out"
+fi
+grep -q 'violates PodSecurity "restricted' <<<"$out" || fail "the refusal of a plain Pod does not name the restricted standard: $out"
+wait_until 60 "the chart's API and operator Pods, admitted under the restricted standard" bash -c \
+  "[ \$('$K' get pods -n $NS -l app.kubernetes.io/instance=orrery --no-headers 2>/dev/null | wc -l) -ge 2 ]"
+ok "namespace $NS enforces the restricted Pod Security Standard (a plain Pod is refused); the chart's API and operator Pods are admitted"
 
 # --- the API server and the operator (as the chart's ServiceAccount) -----------------------------
 # Both use the admin token from the Secret the chart made, as the chart's Deployments do.
@@ -267,6 +277,12 @@ if out=$("$K" apply -n $NS -f "$DIR/invalid.yaml" 2>&1); then fail "an invalid E
 echo "$out" | grep -q 'spec.parallelism' || fail "the refusal does not name spec.parallelism: $out"
 "$K" get experiment invalid -n $NS >/dev/null 2>&1 && fail "the invalid Experiment exists"
 ok "invalid Experiment refused: $(echo "$out" | head -c 300)"
+# A name whose trials' names (NAME-INDEX) would not fit a label value is refused, naming the limit.
+long=$(printf 'n%.0s' $(seq 1 58))
+sed "s/name: invalid/name: $long/; s/parallelism: 0/parallelism: 1/; /tolerations/d" "$DIR/invalid.yaml" > "$DIR/long.yaml"
+if out=$("$K" apply -n $NS -f "$DIR/long.yaml" 2>&1); then fail "a 58-character Experiment name was accepted"; fi
+grep -q 'at most 57 characters' <<<"$out" || fail "the refusal of a long name does not name the limit: $out"
+ok "a 58-character Experiment name refused: $(echo "$out" | head -c 300)"
 
 # --- 7. model.init_from: trials wait (a condition) while their source runs, then follow its outcome -----
 # kwok plays the Pods, so the source's trials succeed without uploading a model: the followers must

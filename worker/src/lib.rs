@@ -19,8 +19,31 @@ pub mod workloads;
 /// Exit codes of `orrery-worker`, read by the executors.
 pub use orrery_core::schedule::exit;
 
-/// Parses `auto | cpu | cuda | cuda:N`.
+/// Parses `auto | cpu | cuda | cuda:N`. A CUDA device asked for by name must be visible: a GPU
+/// trial on a node (or in a container) without one fails with a clear error instead of crashing
+/// at its first tensor, and is not retried (the executors read the exit code as a bad
+/// configuration).
 pub fn parse_device(s: &str) -> Result<tch::Device, String> {
+    let device = parse_device_name(s)?;
+    if let tch::Device::Cuda(i) = device {
+        let visible = if tch::Cuda::is_available() {
+            tch::Cuda::device_count() as usize
+        } else {
+            0
+        };
+        if i >= visible {
+            return Err(format!(
+                "device {s} was asked for, but this worker sees {visible} CUDA device(s) \
+                 (CUDA_VISIBLE_DEVICES={}; on Kubernetes: does the node have the NVIDIA device \
+                 plugin, and the Pod an nvidia.com/gpu limit?)",
+                std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_else(|_| "unset".into())
+            ));
+        }
+    }
+    Ok(device)
+}
+
+fn parse_device_name(s: &str) -> Result<tch::Device, String> {
     match s {
         "auto" => Ok(tch::Device::cuda_if_available()),
         "cpu" => Ok(tch::Device::Cpu),

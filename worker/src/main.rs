@@ -193,10 +193,12 @@ fn main() -> ExitCode {
             }
         }
     }
-    // `model.init_from`: a fresh start (no checkpoint) downloads the source's final weights.
+    // `model.init_from`: a fresh start (no checkpoint) downloads the source's final weights; a
+    // resumed one continues from its checkpoint, and its provenance still names the source's.
+    let resumed = checkpoint::path(&checkpoint_dir).exists();
     let init = match cfg.init_from {
         None => None,
-        Some(_) if checkpoint::path(&checkpoint_dir).exists() => None,
+        Some(_) if resumed => None,
         Some(source) => {
             match init_from::fetch(client.as_ref(), args.trial_id, &source, &args.workdir) {
                 Ok(got) => got,
@@ -210,7 +212,11 @@ fn main() -> ExitCode {
     if let (Some(c), Some(id)) = (&client, args.trial_id) {
         match orrery_worker::provenance::of(&cfg, device, threads) {
             Ok(mut p) => {
-                p.init_from_sha256 = init.as_ref().map(|(_, sha)| sha.clone());
+                p.init_from_sha256 = match (&init, cfg.init_from) {
+                    (Some((_, sha)), _) => Some(sha.clone()),
+                    (None, Some(_)) => c.init_status(id).ok().and_then(|s| s.sha256),
+                    (None, None) => None,
+                };
                 if let Err(e) = c.set_provenance(id, &p) {
                     tracing::warn!(error = %e, "the trial's provenance was not recorded");
                 }

@@ -34,19 +34,19 @@ impl Store {
         config: &mut TrialConfig,
         cache: &mut SourceCache,
     ) -> Result<()> {
-        let Some(spec) = t
-            .sections
-            .pointer("/model/init_from")
-            .and_then(|v| serde_json::from_value::<InitFrom>(v.clone()).ok())
-            .filter(|i| !i.is_unset())
-        else {
-            return Ok(());
-        };
         let refuse = |field: &str, message: String| {
             StoreError::Invalid(
                 error_at(text, t, &format!("model.init_from.{field}"), message).to_string(),
             )
         };
+        let Some(written) = t.sections.pointer("/model/init_from") else {
+            return Ok(());
+        };
+        let spec = serde_json::from_value::<InitFrom>(written.clone())
+            .map_err(|e| refuse("trial", format!("not a source: {e}")))?;
+        if spec.is_unset() {
+            return Ok(());
+        }
         let source = match (&spec.experiment, &spec.trial) {
             (None, Some(TrialRef::Id(id))) => {
                 let src = match self.trial(*id).await {
@@ -117,7 +117,20 @@ impl Store {
         let source_id = match source.trial_id {
             Some(t) => t,
             None => {
-                let exp = self.experiment(source.experiment_id).await?;
+                let exp = match self.experiment(source.experiment_id).await {
+                    Err(StoreError::NotFound(_)) => {
+                        return Ok(status(
+                            InitState::Failed,
+                            None,
+                            None,
+                            Some(format!(
+                                "the source experiment {} no longer exists",
+                                source.experiment_id
+                            )),
+                        ))
+                    }
+                    other => other?,
+                };
                 if !exp.phase.is_terminal() {
                     return Ok(status(
                         InitState::Waiting,
@@ -239,13 +252,20 @@ fn matching<'a>(
         paths
             .iter()
             .map(|p| {
-                v.pointer(&format!("/{}", p.replace('.', "/")))
-                    .cloned()
-                    .unwrap_or(Value::Null)
+                let pointer: String = p
+                    .split('.')
+                    .map(|k| format!("/{}", k.replace('~', "~0").replace('/', "~1")))
+                    .collect();
+                v.pointer(&pointer).cloned().unwrap_or(Value::Null)
             })
             .collect()
     };
     let want = at(config);
+    if let Some((p, _)) = paths.iter().zip(&want).find(|(_, v)| v.is_null()) {
+        return Err(format!(
+            "`{p}` is not in a trial's resolved configuration: match on fields such as training.seed"
+        ));
+    }
     let found: Vec<&TrialDto> = trials.iter().filter(|t| at(&t.config) == want).collect();
     let values = paths
         .iter()

@@ -63,7 +63,8 @@ impl Store {
         Self::trial_dto(m)
     }
 
-    /// The trial's state history, oldest first: its creation (Pending), then each phase change.
+    /// The trial's state history, oldest first: its creation (Pending), then each phase change (and
+    /// each new reason while it has not ended: a wait for its `model.init_from` source).
     pub async fn trial_history(&self, id: i64) -> Result<Vec<PhaseChange>> {
         let t = trial::Entity::find_by_id(id)
             .one(&self.db)
@@ -130,11 +131,12 @@ impl Store {
             )));
         }
         let now = now();
-        // The history records changes, not repeated reports of the same state; a new reason is
-        // a change (a pending trial that starts waiting for its `model.init_from` source).
+        // The history records changes, not repeated reports of the same state; a new reason for
+        // a trial not yet ended is a change (a pending trial that starts waiting for its `model.init_from` source).
         let changed = current != phase
             || attempts.is_some_and(|n| i64::from(n) != m.attempts)
-            || message.is_some_and(|msg| m.message.as_deref() != Some(msg));
+            || (!phase.is_terminal()
+                && message.is_some_and(|msg| m.message.as_deref() != Some(msg)));
         let event = trial_event::ActiveModel {
             trial_id: Set(id),
             phase: Set(phase.as_str().into()),

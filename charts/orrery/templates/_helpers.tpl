@@ -18,3 +18,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "orrery.authSecret" -}}
 {{- .Values.auth.existingSecret | default (printf "%s-auth" (include "orrery.fullname" .)) -}}
 {{- end -}}
+
+{{/* A container under the restricted Pod Security Standard: no privilege escalation, no
+capabilities, a read-only root file system. */}}
+{{- define "orrery.containerSecurity" -}}
+allowPrivilegeEscalation: false
+capabilities: {drop: [ALL]}
+readOnlyRootFilesystem: true
+{{- end }}
