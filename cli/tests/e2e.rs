@@ -76,6 +76,30 @@ async fn stored_steps(store: &Store, trial_id: i64, name: &str) -> Vec<i64> {
         .collect()
 }
 
+/// Several processes opening one new SQLite file at once (two `orrery run`s on a fresh machine):
+/// one applies the migrations, the others wait for it and find nothing to do; none fails.
+#[test]
+fn many_processes_open_one_new_database_at_once() {
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let children: Vec<Child> = (0..6)
+            .map(|_| {
+                Command::new(orrery())
+                    .args(["--db", "new.db", "ls"])
+                    .current_dir(dir.path())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", text(&out));
+        }
+    }
+}
+
 /// `model.init_from` (issue 15): `orrery run b.yaml a.yaml` runs A first, since B starts from it;
 /// each B trial starts from the final weights of the A trial with its seed, which its first
 /// evaluation shows (it equals that trial's last, on the same data), and its provenance records

@@ -83,13 +83,40 @@ impl Store {
     }
 
     /// A SQLite file, created with its folder if missing.
+    ///
+    /// Several processes may open one new file at once (two `orrery run`s on a fresh machine),
+    /// and each would apply the migrations, the second failing on tables the first just made. So
+    /// the file is opened under an exclusive `flock` on it, held until the schema is up to date:
+    /// the first migrates, the others wait and find nothing to do. (SQLite's own locks are
+    /// `fcntl` locks, which `flock` does not touch.)
     pub async fn open_sqlite(path: &std::path::Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Invalid(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        Store::open(&format!("sqlite://{}?mode=rwc", path.display())).await
+        let cannot =
+            |e: std::io::Error| StoreError::Invalid(format!("cannot open {}: {e}", path.display()));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(cannot)?;
+        let locked = tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor this closure owns (through `file`) for the call.
+            match unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } {
+                0 => Ok(file),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        })
+        .await
+        .map_err(|e| cannot(std::io::Error::other(e)))?
+        .map_err(cannot)?;
+        let store = Store::open(&format!("sqlite://{}?mode=rwc", path.display())).await;
+        // Closing the descriptor releases the lock.
+        drop(locked);
+        store
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
