@@ -86,27 +86,33 @@ impl Store {
     ///
     /// Several processes may open one new file at once (two `orrery run`s on a fresh machine),
     /// and each would apply the migrations, the second failing on tables the first just made. So
-    /// the file is opened under an exclusive `flock` on it, held until the schema is up to date:
-    /// the first migrates, the others wait and find nothing to do. (SQLite's own locks are
-    /// `fcntl` locks, which `flock` does not touch.)
+    /// the file is opened under an exclusive `flock` on its folder, held until the schema is up to
+    /// date: the first migrates, the others wait and find nothing to do. The folder, not the file:
+    /// closing any descriptor of the database file would drop the POSIX locks SQLite holds on it
+    /// in this process (and another process could then delete the WAL under it).
     pub async fn open_sqlite(path: &std::path::Path) -> Result<Store> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Invalid(format!("cannot create {}: {e}", dir.display()))
-            })?;
-        }
-        let cannot =
-            |e: std::io::Error| StoreError::Invalid(format!("cannot open {}: {e}", path.display()));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(cannot)?;
+        let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Invalid(format!("cannot create {}: {e}", dir.display()))
+                })?;
+                dir.to_path_buf()
+            }
+            None => std::path::PathBuf::from("."),
+        };
+        let cannot = |e: std::io::Error| {
+            StoreError::Invalid(format!(
+                "cannot lock {} to open {}: {e}",
+                dir.display(),
+                path.display()
+            ))
+        };
+        let folder = std::fs::File::open(&dir).map_err(cannot)?;
         let locked = tokio::task::spawn_blocking(move || {
             use std::os::fd::AsRawFd;
-            // SAFETY: flock on a descriptor this closure owns (through `file`) for the call.
-            match unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } {
-                0 => Ok(file),
+            // SAFETY: flock on a descriptor this closure owns (through `folder`) for the call.
+            match unsafe { libc::flock(folder.as_raw_fd(), libc::LOCK_EX) } {
+                0 => Ok(folder),
                 _ => Err(std::io::Error::last_os_error()),
             }
         })
@@ -114,7 +120,7 @@ impl Store {
         .map_err(|e| cannot(std::io::Error::other(e)))?
         .map_err(cannot)?;
         let store = Store::open(&format!("sqlite://{}?mode=rwc", path.display())).await;
-        // Closing the descriptor releases the lock.
+        // Closing the folder's descriptor releases the lock.
         drop(locked);
         store
     }
