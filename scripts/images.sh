@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Builds Orrery's images (orrery-api, orrery-operator, orrery-worker) from images/Containerfile
+# without a Docker daemon or a registry: a Debian 12 root file system made by mmdebstrap from
+# Debian's packages is the base, buildah builds each target on it (no RUN steps, so no container
+# runtime is needed), and each image is written as an OCI archive that
+# `ctr -n k8s.io images import` (a node without a registry) or `podman load` reads.
+#
+#   make build && scripts/images.sh            # all three: target/images/orrery-*.tar
+#   scripts/images.sh --stage                  # only the build context (for docker/podman build)
+#
+# Needs (Debian): buildah, mmdebstrap; run as root (buildah's storage in /var/lib/containers and
+# mmdebstrap's chroot). TAG (default: the workspace version), OUT (default: target/images), VENV (the
+# virtualenv with the pinned torch wheel, default: .venv), BIN_DIR (the binaries, default
+# target/release). The base file system is cached in OUT.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+OUT=${OUT:-target/images}
+VENV=${VENV:-.venv}
+BIN_DIR=${BIN_DIR:-target/release}
+TAG=${TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)}
+export BUILDAH_ISOLATION=chroot
+
+for b in orrery orrery-operator orrery-worker; do
+  [ -x "$BIN_DIR/$b" ] || { echo "missing $BIN_DIR/$b: run 'make build' first" >&2; exit 1; }
+done
+site=$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))')
+[ -d "$site/nvidia" ] || { echo "no CUDA libraries beside torch in $site (the pinned wheel brings them)" >&2; exit 1; }
+
+# --- the build context: binaries and libtorch as the wheel lays them out (hard links, no copies) ---
+ctx="$OUT/context"
+rm -rf "$ctx"
+mkdir -p "$ctx/bin" "$ctx/torch"
+for b in orrery orrery-operator orrery-worker; do
+  cp -l "$BIN_DIR/$b" "$ctx/bin/" 2>/dev/null || cp "$BIN_DIR/$b" "$ctx/bin/"
+done
+cp -al "$site/torch/lib" "$ctx/torch/lib" 2>/dev/null || cp -a "$site/torch/lib" "$ctx/torch/lib"
+cp -al "$site/nvidia" "$ctx/nvidia" 2>/dev/null || cp -a "$site/nvidia" "$ctx/nvidia"
+# Python's leftovers are not libraries.
+find "$ctx/torch" "$ctx/nvidia" \( -name '__pycache__' -o -name '*.py' -o -name include \) -prune -exec rm -rf {} +
+echo "==> build context in $ctx ($(du -sh "$ctx" | cut -f1))"
+[ "${1:-}" = --stage ] && exit 0
+
+for tool in buildah mmdebstrap; do
+  command -v $tool >/dev/null || { echo "needs $tool (Debian: apt-get install buildah mmdebstrap)" >&2; exit 1; }
+done
+
+# --- the base: Debian 12, essential packages, libstdc++ and CA certificates; no docs -------------
+base_tar="$OUT/debian-bookworm-base.tar"
+if [ ! -s "$base_tar" ]; then
+  echo "==> base root file system (mmdebstrap, Debian 12)"
+  mmdebstrap --quiet --format=tar --variant=essential --include=libstdc++6,ca-certificates \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$OUT/base-partial.tar"
+  mv "$OUT/base-partial.tar" "$base_tar"
+fi
+base=localhost/orrery-base:bookworm
+if ! buildah inspect --type image "$base" >/dev/null 2>&1; then
+  c=$(buildah from scratch)
+  buildah add --quiet "$c" "$base_tar" / >/dev/null
+  buildah commit --quiet "$c" "$base" >/dev/null
+  buildah rm "$c" >/dev/null
+fi
+
+# --- the three images --------------------------------------------------------------------------
+for target in api operator worker; do
+  image="localhost/orrery-$target:$TAG"
+  echo "==> $image"
+  buildah build --quiet --layers=false --build-arg "BASE=$base" -f images/Containerfile \
+    --target "$target" -t "$image" "$ctx" >/dev/null
+  rm -f "$OUT/orrery-$target.tar"
+  buildah push --quiet "$image" "oci-archive:$OUT/orrery-$target.tar:$image" >/dev/null
+done
+buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' | grep 'orrery-\(api\|operator\|worker\)' | sort
+ls -l "$OUT"/orrery-*.tar | awk '{print $NF": "$5" bytes"}'
