@@ -98,24 +98,10 @@ async fn artifacts_end_to_end(db: Db) {
         };
         let (st, exp) = call(Some(ADMIN), "POST", &format!("{base}/api/v1/experiments"), Some(SPEC));
         assert_eq!(st, 201, "{exp}");
-        let (_, trials) = call(
-            Some(ADMIN),
-            "GET",
-            &format!("{base}/api/v1/experiments/{}/trials", exp["id"]),
-            None,
-        );
-        let ids: Vec<i64> = trials
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["id"].as_i64().unwrap())
-            .collect();
+        let api = format!("{base}/api/v1");
+        let ids = support::trial_ids(&api, ADMIN, &exp);
         let (a, b) = (ids[0], ids[1]);
-        let token = |t: i64| {
-            let (st, m) = call(Some(ADMIN), "POST", &format!("{base}/api/v1/trials/{t}/token"), Some(""));
-            assert_eq!(st, 201, "{m}");
-            m["token"].as_str().unwrap().to_string()
-        };
+        let token = |t: i64| support::worker_token(&api, ADMIN, t);
         let (ta, tb) = (token(a), token(b));
         let url = |t: i64, name: &str| format!("{base}/api/v1/trials/{t}/artifacts/{name}");
         let list = |t: i64| -> Vec<Value> {

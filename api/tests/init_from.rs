@@ -71,24 +71,8 @@ async fn init_from_resolves_waits_and_scopes(db: Db) {
                 Some(yaml),
             )
         };
-        let trials = |exp: &Value| -> Vec<i64> {
-            let (_, ts) = call(
-                ADMIN,
-                "GET",
-                &format!("{base}/experiments/{}/trials", exp["id"]),
-                None,
-            );
-            ts.as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t["id"].as_i64().unwrap())
-                .collect()
-        };
-        let token = |t: i64| {
-            let (st, m) = call(ADMIN, "POST", &format!("{base}/trials/{t}/token"), Some(""));
-            assert_eq!(st, 201, "{m}");
-            m["token"].as_str().unwrap().to_string()
-        };
+        let trials = |exp: &Value| support::trial_ids(&base, ADMIN, exp);
+        let token = |t: i64| support::worker_token(&base, ADMIN, t);
         let state = |t: i64, phase: &str| {
             let body = format!(
                 r#"{{"phase": "{phase}", "attempts": 1, "message": "{phase} on purpose"}}"#

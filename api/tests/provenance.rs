@@ -31,14 +31,9 @@ async fn provenance_is_recorded_by_the_trials_worker(db: Db) {
         };
         let (st, exp) = call(ADMIN, "POST", &format!("{base}/experiments"), Some(SPEC));
         assert_eq!(st, 201, "{exp}");
-        let (_, trials) = call(ADMIN, "GET", &format!("{base}/experiments/{}/trials", exp["id"]), None);
-        let ids: Vec<i64> = trials.as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
+        let ids = support::trial_ids(&base, ADMIN, &exp);
         let (a, b) = (ids[0], ids[1]);
-        let token = |t: i64| {
-            let (st, m) = call(ADMIN, "POST", &format!("{base}/trials/{t}/token"), Some(""));
-            assert_eq!(st, 201, "{m}");
-            m["token"].as_str().unwrap().to_string()
-        };
+        let token = |t: i64| support::worker_token(&base, ADMIN, t);
         let (ta, tb) = (token(a), token(b));
         let (_, before) = call(&ta, "GET", &format!("{base}/trials/{a}"), None);
         assert!(before["provenance"].is_null(), "{before}");

@@ -253,23 +253,24 @@ pub async fn run(
     let mut running: HashMap<usize, Running> = HashMap::new();
     let mut started_any = false;
 
-    // Trials that start from another trial's weights wait for it (`model.init_from`).
-    let has_source: Vec<bool> = trials
+    // Trials that start from another trial's weights (`model.init_from`) wait for it: closed
+    // until the store says the source is ready, which it then stays (a waiting source is asked
+    // again every couple of seconds).
+    let mut gates: Vec<Gate> = trials
         .iter()
-        .map(|t| t.config.init_from.is_some())
+        .map(|t| match t.config.init_from {
+            Some(_) => Gate::Waiting,
+            None => Gate::Open,
+        })
         .collect();
-    let mut gates = vec![Gate::Open; states.len()];
     let mut told_waiting = vec![false; states.len()];
     let mut reasons: HashMap<usize, String> = HashMap::new();
-    // A source that is ready stays ready: ask until then, a waiting one every couple of seconds.
-    let mut settled = vec![false; states.len()];
     let mut next_ask = vec![std::time::Instant::now(); states.len()];
 
     loop {
         let cancel = opts.cancel.load(Ordering::SeqCst);
         for i in 0..states.len() {
-            if !has_source[i]
-                || settled[i]
+            if gates[i] == Gate::Open
                 || states[i].phase != TrialPhase::Pending
                 || std::time::Instant::now() < next_ask[i]
             {
@@ -278,10 +279,7 @@ pub async fn run(
             let status = store.init_status(ids[i]).await?;
             let message = status.message.unwrap_or_default();
             gates[i] = match status.state {
-                InitState::None | InitState::Ready => {
-                    settled[i] = true;
-                    Gate::Open
-                }
+                InitState::None | InitState::Ready => Gate::Open,
                 InitState::Waiting => {
                     next_ask[i] = std::time::Instant::now() + SOURCE_POLL;
                     if !told_waiting[i] {

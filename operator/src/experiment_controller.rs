@@ -189,7 +189,11 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
         .collect();
 
     // Trials that start from another trial's weights (`model.init_from`) wait for it.
-    let (gates, source_waits) = init_gates(ctx, &loaded, api_id, &mine, &mut states).await?;
+    let SourceGates {
+        gates,
+        waits: source_waits,
+        failures: source_failures,
+    } = init_gates(ctx, &loaded, api_id, &mine, &mut states).await?;
     let policy = Policy::from_spec(&loaded.experiment.spec);
     let mut finish = None;
     // A second pass lets trials cancelled here (never started) complete the picture at once.
@@ -241,13 +245,12 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
                 },
                 Step::Fail { trial } => {
                     states[*trial] = apply_action(states[*trial], &step);
-                    let ids = api_trial_ids(ctx, &uid, api_id).await?;
-                    if let Some(&id) = ids.get(&(*trial as i64)) {
-                        let why = ctx.call(move |a| a.init_status(id)).await?.message;
+                    // The gate said why, for the API trial it asked about.
+                    if let Some((id, why)) = source_failures.get(trial).cloned() {
                         let update = TrialStateUpdate {
                             phase: TrialPhase::Failed,
                             attempts: None,
-                            message: Some(format!("model.init_from: {}", why.unwrap_or_default())),
+                            message: Some(format!("model.init_from: {why}")),
                         };
                         ctx.call(move |a| a.set_trial_state(id, &update)).await?;
                     }
@@ -416,25 +419,38 @@ async fn apply(exp: Arc<Experiment>, ctx: &Context) -> Result<Action, Error> {
     }))
 }
 
+/// What the API said of the `model.init_from` sources of an experiment's unstarted trials.
+#[derive(Default)]
+struct SourceGates {
+    /// Per trial index (open where no source applies).
+    gates: Vec<Gate>,
+    /// Trials that wait, with the reason.
+    waits: Vec<(usize, String)>,
+    /// Trials whose source failed: their API trial id and the reason.
+    failures: BTreeMap<usize, (i64, String)>,
+}
+
 /// The `model.init_from` gate of every trial that has no Trial object yet (those that do have
-/// started), from the API, with the reason of each that waits. A trial the API already failed
-/// for its source stays failed in `states`. Experiments without `init_from` ask nothing.
+/// started), from the API, with the reason of each that waits or fails. A trial the API already
+/// failed for its source stays failed in `states`. Experiments without `init_from` ask nothing.
 async fn init_gates(
     ctx: &Context,
     loaded: &LoadedSpec,
     api_id: i64,
     mine: &BTreeMap<u32, Arc<Trial>>,
     states: &mut [TrialState],
-) -> Result<(Vec<Gate>, Vec<(usize, String)>), Error> {
+) -> Result<SourceGates, Error> {
     let has_source = loaded.trials.iter().any(|t| {
         t.sections
             .pointer("/model/init_from")
             .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
     });
-    let mut gates = vec![Gate::Open; states.len()];
-    let mut waits = Vec::new();
+    let mut out = SourceGates {
+        gates: vec![Gate::Open; states.len()],
+        ..Default::default()
+    };
     if !has_source {
-        return Ok((gates, waits));
+        return Ok(out);
     }
     let trials = ctx.call(move |a| a.trials(api_id)).await?;
     for t in trials {
@@ -454,16 +470,20 @@ async fn init_gates(
         }
         let id = t.id;
         let status = ctx.call(move |a| a.init_status(id)).await?;
-        gates[i] = match status.state {
+        let why = status.message.unwrap_or_default();
+        out.gates[i] = match status.state {
             InitState::None | InitState::Ready => Gate::Open,
             InitState::Waiting => {
-                waits.push((i, status.message.unwrap_or_default()));
+                out.waits.push((i, why));
                 Gate::Waiting
             }
-            InitState::Failed => Gate::SourceFailed,
+            InitState::Failed => {
+                out.failures.insert(i, (id, why));
+                Gate::SourceFailed
+            }
         };
     }
-    Ok((gates, waits))
+    Ok(out)
 }
 
 async fn create_trial(

@@ -57,6 +57,32 @@ pub async fn serve_with_artifacts(
     .0
 }
 
+/// The ids of experiment `experiment`'s trials, in index order, read by the admin (`api`:
+/// `http://HOST:PORT/api/v1`).
+pub fn trial_ids(api: &str, admin: &str, experiment: &Value) -> Vec<i64> {
+    let url = format!("{api}/experiments/{}/trials", experiment["id"]);
+    let r = request(Some(admin), "GET", &url, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// A new worker token of trial `trial`, minted by the admin.
+pub fn worker_token(api: &str, admin: &str, trial: i64) -> String {
+    let r = request(
+        Some(admin),
+        "POST",
+        &format!("{api}/trials/{trial}/token"),
+        Some(""),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["token"].as_str().unwrap().to_string()
+}
+
 /// What a request got back, whatever its status.
 pub struct Reply {
     pub status: u16,
