@@ -17,7 +17,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV          := $(abspath $(VENV))
 export PATH                 := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup build demo test fmt lint unit api-contract browser-tools browser k8s-tools e2e-k8s clean
+.PHONY: setup build demo test fmt lint unit api-contract browser-tools browser k8s-tools e2e-k8s node-tools images e2e-node clean
 
 setup: $(TORCH_STAMP)
 
@@ -88,8 +88,31 @@ e2e-k8s: k8s-tools setup
 	scripts/k8s/smoke-test.sh
 	scripts/k8s/e2e-operator.sh
 
+# What the real node and the images need from Debian (installed here when missing: CI runs as
+# root on Debian): containerd, runc and the CNI plugins for the node, iptables for kube-proxy,
+# buildah and mmdebstrap for the images, gcc for the node's sandbox (pause) program.
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables buildah mmdebstrap gcc
+node-tools:
+	@missing=$$(for p in $(NODE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "==> installing $$missing (Debian)"; \
+	    apt-get install -y -q $$missing >/dev/null || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; }; \
+	  else echo "the real-node test needs Debian's $$missing: sudo apt-get install $$missing" >&2; exit 1; fi; fi
+
+# The three images (api, operator, worker) from the debug binaries make test builds anyway, as OCI
+# archives in target/images (scripts/images.sh; rebuilt only when a binary changed).
+images: setup node-tools
+	cargo build --workspace --bins
+	BIN_DIR=target/debug scripts/images.sh
+
+# A real node beside the control plane: the chart with the images, real worker Pods, a killed
+# worker resumed from its checkpoint (scripts/k8s/e2e-node.sh).
+e2e-node: k8s-tools images
+	scripts/k8s/e2e-node.sh
+
 # Everything CI runs (.ci/run calls exactly this).
-test: setup fmt lint unit api-contract browser e2e-k8s
+test: setup fmt lint unit api-contract browser e2e-k8s e2e-node
 
 clean:
 	cargo clean

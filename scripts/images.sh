@@ -31,8 +31,10 @@ site=$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(os.path.di
 ctx="$OUT/context"
 rm -rf "$ctx"
 mkdir -p "$ctx/bin" "$ctx/torch"
+# Debug information stays behind (a debug build's binaries are mostly that); symbols stay, so a
+# panic's backtrace still names functions.
 for b in orrery orrery-operator orrery-worker; do
-  cp -l "$BIN_DIR/$b" "$ctx/bin/" 2>/dev/null || cp "$BIN_DIR/$b" "$ctx/bin/"
+  strip --strip-debug -o "$ctx/bin/$b" "$BIN_DIR/$b" 2>/dev/null || cp "$BIN_DIR/$b" "$ctx/bin/"
 done
 cp -al "$site/torch/lib" "$ctx/torch/lib" 2>/dev/null || cp -a "$site/torch/lib" "$ctx/torch/lib"
 cp -al "$site/nvidia" "$ctx/nvidia" 2>/dev/null || cp -a "$site/nvidia" "$ctx/nvidia"
@@ -63,13 +65,26 @@ if ! buildah inspect --type image "$base" >/dev/null 2>&1; then
 fi
 
 # --- the three images --------------------------------------------------------------------------
+# Nothing to do when the archives were built from this very context (binaries, libraries, base,
+# Containerfile): the stamp beside them says which.
+sum=$( { sha256sum images/Containerfile "$base_tar" "$ctx"/bin/*; (cd "$ctx" && find torch nvidia -type f -printf '%P %s\n' | sort); } | sha256sum | cut -c1-16)
+stamp="$OUT/images-$TAG.stamp"
+if [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ] && [ -s "$OUT/orrery-api.tar" ] && [ -s "$OUT/orrery-operator.tar" ] && [ -s "$OUT/orrery-worker.tar" ]; then
+  echo "==> images up to date ($stamp)"
+  exit 0
+fi
+rm -f "$stamp"
 for target in api operator worker; do
   image="localhost/orrery-$target:$TAG"
   echo "==> $image"
-  buildah build --quiet --layers=false --build-arg "BASE=$base" -f images/Containerfile \
+  # --layers: each COPY is cached by its content, so a rebuild after a code change makes only the
+  # binary's layer again, and a node that has the libtorch layers (digests unchanged) keeps them.
+  buildah build --quiet --layers --build-arg "BASE=$base" -f images/Containerfile \
     --target "$target" -t "$image" "$ctx" >/dev/null
   rm -f "$OUT/orrery-$target.tar"
   buildah push --quiet "$image" "oci-archive:$OUT/orrery-$target.tar:$image" >/dev/null
 done
+buildah rmi --prune >/dev/null 2>&1 || true
+echo "$sum" > "$stamp"
 buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' | grep 'orrery-\(api\|operator\|worker\)' | sort
 ls -l "$OUT"/orrery-*.tar | awk '{print $NF": "$5" bytes"}'

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control plane used by Orrery's end-to-end tests from Go modules (no Docker,
 # no downloads outside the Go module proxy): kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), kwok (sigs.k8s.io/kwok) and helm.
+# kubectl, and for the real node kubelet and kube-proxy (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), kwok (sigs.k8s.io/kwok) and helm.
 #
 # Binaries land in $ORRERY_K8S_CACHE/<versions>/bin (default ~/.cache/orrery/k8s); a finished build is
 # reused, so only the first run on a machine pays (see README for timings). Prints the bin folder.
@@ -14,7 +14,8 @@ HELM_VERSION=${HELM_VERSION:-v3.19.0}
 CACHE=${ORRERY_K8S_CACHE:-$HOME/.cache/orrery/k8s}
 ROOT="$CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION"
 BIN="$ROOT/bin"
-TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm)
+TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok helm)
+KUBE=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
 say() { echo "==> [k8s-tools] $*" >&2; }
 
@@ -58,22 +59,20 @@ build_kube() {
       grep -E '^\s+k8s\.io/[a-z0-9-]+ v0\.0\.0$' "$gomod" | awk -v v="v0.$minor" '{print "\t" $1 " => " $1 " " v}'
       echo ")"
     } >> go.mod
-    cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  fi
+  # Written every time, so a cache made before a command was added here learns of it.
+  local c stale=0
+  for c in "${KUBE[@]}"; do grep -qF "cmd/$c\"" tools.go 2>/dev/null || stale=1; done
+  if [ "$stale" = 1 ]; then
+    {
+      printf '//go:build tools\n\npackage tools\n\nimport (\n'
+      for c in "${KUBE[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c"; done
+      printf ')\n'
+    } > tools.go
     say "resolving k8s.io/kubernetes $K8S_VERSION modules"
     go mod tidy -e >/dev/null 2>&1 || true
   fi
-  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for c in "${KUBE[@]}"; do
     timed "$c" go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#v1.}" -o "$BIN/$c" "k8s.io/kubernetes/cmd/$c"
   done
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane on loopback for tests: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler and kwok (simulated nodes that advertise nvidia.com/gpu and move pods through their
-# lifecycle). No Docker, no kubelet: kwok plays the nodes.
+# lifecycle). No Docker. kwok plays the nodes; with --real-node, a real one joins them too (a
+# kubelet, kube-proxy and containerd: node.sh), and the API server listens on that node's address.
 #
-#   control-plane.sh start DIR [NODES] [GPUS_PER_NODE]   # prints `export KUBECONFIG=DIR/kubeconfig`
+#   control-plane.sh start DIR [NODES] [GPUS_PER_NODE] [--real-node]   # prints `export KUBECONFIG=…`
 #   control-plane.sh stop DIR
 #
 # Binaries come from build-tools.sh (built once per machine, then cached). Ports are picked free.
@@ -12,26 +13,19 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 say() { echo "==> [control-plane] $*" >&2; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-wait_for() { # description, seconds, command...
-  local what=$1 secs=$2; shift 2
-  local end=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $end ]; then
-      say "timed out after ${secs}s waiting for $what"
-      return 1
-    fi
-    sleep 0.5
-  done
-}
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 start() {
-  local dir=$1 nodes=${2:-2} gpus=${3:-2}
+  local dir=$1 nodes=${2:-2} gpus=${3:-2} real=${4:-}
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
+  # The API server's address: loopback, or the real node's own (Pods cannot reach loopback).
+  local addr=127.0.0.1
+  if [ "$real" = --real-node ]; then
+    addr=$("$HERE/node.sh" net-up "$dir")
+    touch "$dir/real-node"
+  fi
   local bin
   bin=$("$HERE/build-tools.sh")
   echo "$bin" > "$dir/bin-path"
@@ -44,12 +38,16 @@ start() {
   local token
   token=$(openssl rand -hex 16)
   echo "$token,admin,admin,system:masters" > "$dir/tokens.csv"
+  if [ "$real" = --real-node ]; then
+    echo "$(openssl rand -hex 16),system:node:orrery-node,node-orrery,system:nodes" >> "$dir/tokens.csv"
+    echo "$(openssl rand -hex 16),system:kube-proxy,kube-proxy" >> "$dir/tokens.csv"
+  fi
   cat > "$dir/kubeconfig" <<KC
 apiVersion: v1
 kind: Config
 clusters:
 - name: orrery-test
-  cluster: {server: "https://127.0.0.1:$api_port", insecure-skip-tls-verify: true}
+  cluster: {server: "https://$addr:$api_port", insecure-skip-tls-verify: true}
 users:
 - name: admin
   user: {token: "$token"}
@@ -67,10 +65,17 @@ KC
     > "$dir/etcd.log" 2>&1 &
   echo $! > "$dir/etcd.pid"
 
-  say "starting kube-apiserver on https://127.0.0.1:$api_port"
+  say "starting kube-apiserver on https://$addr:$api_port"
+  local kubelet_client=()
+  if [ "$real" = --real-node ]; then
+    # For logs and exec: the API server calls the kubelet with a client certificate (node.sh).
+    kubelet_client=(--kubelet-client-certificate "$dir/node-pki/apiserver-kubelet-client.crt"
+      --kubelet-client-key "$dir/node-pki/apiserver-kubelet-client.key"
+      --kubelet-preferred-address-types InternalIP)
+  fi
   "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --bind-address "$addr" --advertise-address "$addr" --secure-port "$api_port" "${kubelet_client[@]}" \
     --cert-dir "$dir/certs" \
     --token-auth-file "$dir/tokens.csv" \
     --authorization-mode Node,RBAC \
@@ -120,6 +125,9 @@ NODE
   done
   wait_for "kwok nodes to be Ready" 60 \
     bash -c "[ \$('$bin/kubectl' get nodes --no-headers 2>/dev/null | grep -c ' Ready') -eq $nodes ]"
+  if [ "$real" = --real-node ]; then
+    "$HERE/node.sh" start "$dir"
+  fi
   say "control plane up: export KUBECONFIG=$dir/kubeconfig"
   echo "export KUBECONFIG=$dir/kubeconfig"
 }
@@ -133,6 +141,9 @@ alive() {
 
 stop() {
   local dir=$1
+  if [ -f "$dir/real-node" ]; then
+    "$HERE/node.sh" stop "$dir" || true
+  fi
   for c in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
     if alive "$dir" "$c"; then
       kill "$(cat "$dir/$c.pid")" 2>/dev/null || true
@@ -151,5 +162,5 @@ stop() {
 case "${1:-}" in
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  *) echo "usage: $0 start DIR [NODES] [GPUS_PER_NODE] | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 start DIR [NODES] [GPUS_PER_NODE] [--real-node] | stop DIR" >&2; exit 2 ;;
 esac

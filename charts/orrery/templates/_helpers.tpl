@@ -11,7 +11,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{- define "orrery.apiURL" -}}
-{{- printf "http://%s-api.%s.svc:%v" (include "orrery.fullname" .) .Release.Namespace .Values.api.port -}}
+{{- .Values.api.url | default (printf "http://%s-api.%s.svc:%v" (include "orrery.fullname" .) .Release.Namespace .Values.api.port) -}}
 {{- end -}}
 
 {{/* The Secret holding the API's admin (and read) token. */}}

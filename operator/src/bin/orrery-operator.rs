@@ -75,6 +75,8 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,kube=warn".into()),
         )
+        // Colours only on a terminal: a Pod's log (kubectl logs, a file) gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let args = Args::parse();
     let gpu_node_selector = serde_json::from_str(&args.gpu_node_selector).map_err(|e| {
