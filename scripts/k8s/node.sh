@@ -47,7 +47,12 @@ need() {
 net_up() {
   need
   if ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
-    die "$NODE_BRIDGE exists: another real-node test runs here, or one was not stopped (node.sh stop DIR, or ip link delete $NODE_BRIDGE)"
+    if pgrep -f -- "--hostname-override $NODE_NAME" >/dev/null; then
+      die "a real node ($NODE_NAME) runs here already: one real-node test at a time"
+    fi
+    # An earlier run ended without stopping its node (killed): clear what it left.
+    say "removing the network an earlier, unstopped node left ($NODE_BRIDGE, cni0, iptables rules)"
+    clean_network
   fi
   ip link add "$NODE_BRIDGE" type bridge
   ip addr add "$NODE_IP/32" dev "$NODE_BRIDGE"
@@ -251,6 +256,28 @@ stop_component() {
   rm -f "$DIR/$1.pid"
 }
 
+# What the node leaves in the machine's network: the sandboxes' namespaces, iptables rules, bridges.
+clean_network() {
+  local ns table rule chain
+  # The sandboxes' network namespaces (containerd names them cni-*; only this node makes them).
+  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^cni-/ {print $1}'); do ip netns delete "$ns" 2>/dev/null || true; done
+  # The iptables rules of kube-proxy, the kubelet (KUBE-*) and the CNI plugins (CNI-*): the jumps
+  # to their chains, then the chains.
+  for table in filter nat mangle; do
+    while read -r rule; do
+      eval "iptables -t $table ${rule/#-A/-D}" 2>/dev/null || true
+    done < <(iptables -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j (KUBE|CNI)-' | grep -vE '^-A (KUBE|CNI)-' || true)
+    for chain in $(iptables -t "$table" -S 2>/dev/null | sed -n 's/^-N \(\(KUBE\|CNI\)-.*\)/\1/p'); do
+      iptables -t "$table" -F "$chain" 2>/dev/null || true
+    done
+    for chain in $(iptables -t "$table" -S 2>/dev/null | sed -n 's/^-N \(\(KUBE\|CNI\)-.*\)/\1/p'); do
+      iptables -t "$table" -X "$chain" 2>/dev/null || true
+    done
+  done
+  ip link delete cni0 2>/dev/null || true
+  ip link delete "$NODE_BRIDGE" 2>/dev/null || true
+}
+
 stop() {
   stop_component kube-proxy
   stop_component kubelet
@@ -266,29 +293,11 @@ stop() {
   pkill -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $DIR/containerd.sock" 2>/dev/null || true
   # Mounts the kubelet and containerd made (Secret volumes are tmpfs, sandboxes' /dev/shm,
   # overlay roots): unmounted deepest first, so the folder can be removed.
-  local m rule chain
+  local m
   for m in $(awk -v d="$DIR/" -v s="$STORE/" 'index($2, d) == 1 || index($2, s) == 1 {print $2}' /proc/self/mounts | sort -r); do
     umount -l "$m" 2>/dev/null || true
   done
-  # The sandboxes' network namespaces (containerd names them cni-*; only this node makes them).
-  local ns
-  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^cni-/ {print $1}'); do ip netns delete "$ns" 2>/dev/null || true; done
-  # The iptables rules of kube-proxy, the kubelet (KUBE-*) and the CNI plugins (CNI-*): the jumps
-  # to their chains, then the chains.
-  local table
-  for table in filter nat mangle; do
-    while read -r rule; do
-      eval "iptables -t $table ${rule/#-A/-D}" 2>/dev/null || true
-    done < <(iptables -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j (KUBE|CNI)-' | grep -vE '^-A (KUBE|CNI)-' || true)
-    for chain in $(iptables -t "$table" -S 2>/dev/null | sed -n 's/^-N \(\(KUBE\|CNI\)-.*\)/\1/p'); do
-      iptables -t "$table" -F "$chain" 2>/dev/null || true
-    done
-    for chain in $(iptables -t "$table" -S 2>/dev/null | sed -n 's/^-N \(\(KUBE\|CNI\)-.*\)/\1/p'); do
-      iptables -t "$table" -X "$chain" 2>/dev/null || true
-    done
-  done
-  ip link delete cni0 2>/dev/null || true
-  ip link delete "$NODE_BRIDGE" 2>/dev/null || true
+  clean_network
   say "node stopped"
 }
 
