@@ -90,10 +90,11 @@ e2e-k8s: k8s-tools setup
 
 # What the real node and the images need from Debian (installed here when missing: CI runs as
 # root on Debian): containerd, runc and the CNI plugins for the node, iptables for kube-proxy,
-# buildah and mmdebstrap for the images, gcc for the node's sandbox (pause) program.
-NODE_PACKAGES := containerd runc containernetworking-plugins iptables buildah mmdebstrap gcc
+# buildah and mmdebstrap for the images, gcc and libc6-dev for the node's static sandbox program.
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables buildah mmdebstrap gcc libc6-dev
 node-tools:
-	@missing=$$(for p in $(NODE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(NODE_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then echo "==> installing $$missing (Debian)"; \
 	    apt-get install -y -q $$missing >/dev/null || \

@@ -56,24 +56,26 @@ if [ ! -s "$base_tar" ]; then
     --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$OUT/base-partial.tar"
   mv "$OUT/base-partial.tar" "$base_tar"
 fi
-base=localhost/orrery-base:bookworm
+
+# --- the three images --------------------------------------------------------------------------
+# Nothing to do when the archives were built from this very context (tag, binaries, libraries by
+# name and size, base, Containerfile): the stamp beside them says which.
+base_sum=$(sha256sum "$base_tar" | cut -c1-12)
+sum=$( { echo "$TAG"; echo "$base_sum"; sha256sum images/Containerfile "$ctx"/bin/*; (cd "$ctx" && find torch nvidia -type f -printf '%P %s\n' | sort); } | sha256sum | cut -c1-16)
+stamp="$OUT/images.stamp"
+if [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ] && [ -s "$OUT/orrery-api.tar" ] && [ -s "$OUT/orrery-operator.tar" ] && [ -s "$OUT/orrery-worker.tar" ]; then
+  echo "==> images up to date ($stamp)"
+  exit 0
+fi
+rm -f "$stamp"
+# The base as an image, named by its file's hash (a new base file is a new base image).
+base=localhost/orrery-base:bookworm-$base_sum
 if ! buildah inspect --type image "$base" >/dev/null 2>&1; then
   c=$(buildah from scratch)
   buildah add --quiet "$c" "$base_tar" / >/dev/null
   buildah commit --quiet "$c" "$base" >/dev/null
   buildah rm "$c" >/dev/null
 fi
-
-# --- the three images --------------------------------------------------------------------------
-# Nothing to do when the archives were built from this very context (binaries, libraries, base,
-# Containerfile): the stamp beside them says which.
-sum=$( { sha256sum images/Containerfile "$base_tar" "$ctx"/bin/*; (cd "$ctx" && find torch nvidia -type f -printf '%P %s\n' | sort); } | sha256sum | cut -c1-16)
-stamp="$OUT/images-$TAG.stamp"
-if [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ] && [ -s "$OUT/orrery-api.tar" ] && [ -s "$OUT/orrery-operator.tar" ] && [ -s "$OUT/orrery-worker.tar" ]; then
-  echo "==> images up to date ($stamp)"
-  exit 0
-fi
-rm -f "$stamp"
 for target in api operator worker; do
   image="localhost/orrery-$target:$TAG"
   echo "==> $image"

@@ -60,7 +60,7 @@ build_kube() {
       echo ")"
     } >> go.mod
   fi
-  # Written every time, so a cache made before a command was added here learns of it.
+  # Rewritten when it lacks a command (a cache made before kubelet and kube-proxy were added).
   local c stale=0
   for c in "${KUBE[@]}"; do grep -qF "cmd/$c\"" tools.go 2>/dev/null || stale=1; done
   if [ "$stale" = 1 ]; then

@@ -16,19 +16,35 @@
 #
 # Networking: tests here may only talk to loopback or to hosts they made. The node's address is
 # 10.99.0.1 on a bridge of its own (orrery0, no ports), so the API server can bind there and Pods
-# reach it (the `kubernetes` Service) from the CNI bridge (cni0, 10.88.0.0/16); nothing is sent
-# to the machine's own interfaces. Only one real node runs on a machine at a time.
+# reach it (the `kubernetes` Service) from the Pods' bridge (orrery-cni0, 10.213.0.0/16). Service
+# addresses (10.96.0.0/16) are routed to orrery0, never to the machine's default route, and Pods
+# cannot forward out of their bridge (no masquerading, a FORWARD drop). One real node runs on a
+# machine at a time.
+#
+# What it changes on the machine, and puts back at `stop`: the kubelet's kernel settings
+# (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops, kernel.keys.*) and ip_forward, saved
+# before it starts; its iptables and ip6tables rules (KUBE-*, one FORWARD rule); the bridges; the
+# Pods' network namespaces, cgroups and CNI cache entries. A run killed before `stop` is cleaned up
+# by the next `net-up`.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 NODE_NAME=orrery-node
 NODE_IP=10.99.0.1
 NODE_BRIDGE=orrery0
-POD_CIDR=10.88.0.0/16
+POD_BRIDGE=orrery-cni0
+POD_CIDR=10.213.0.0/16
+# control-plane.sh's --service-cluster-ip-range.
+SERVICE_CIDR=10.96.0.0/16
+CNI_NETWORK=orrery-test
 CACHE=${ORRERY_K8S_CACHE:-$HOME/.cache/orrery/k8s}
 # Image layers persist here between runs: the worker image (about 4 GB) is unpacked once per change.
 STORE=${ORRERY_NODE_STORE:-$CACHE/containerd}
-SANDBOX_IMAGE=localhost/orrery-pause:1
+# The folder of the node that runs (or ran, if it was killed) here, and the kernel settings it found.
+OWNER="$CACHE/node-owner"
+SYSCTL_SAVED="$CACHE/node-sysctl.saved"
+SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys
+  kernel.keys.root_maxbytes net.ipv4.ip_forward)
 say() { echo "==> [node] $*" >&2; }
 die() { say "$*"; exit 1; }
 # shellcheck source=lib.sh
@@ -37,35 +53,44 @@ die() { say "$*"; exit 1; }
 need() {
   [ "$(id -u)" = 0 ] || die "a real node needs root (containerd, mounts, iptables)"
   local missing=()
-  for c in containerd containerd-shim-runc-v2 runc ctr iptables buildah gcc ip; do
+  for c in containerd containerd-shim-runc-v2 runc ctr iptables ip6tables buildah gcc ip openssl pgrep sysctl; do
     command -v "$c" >/dev/null || missing+=("$c")
   done
   [ -x /usr/lib/cni/bridge ] || missing+=("/usr/lib/cni/bridge")
-  [ ${#missing[@]} = 0 ] || die "missing ${missing[*]}: run 'make node-tools' (Debian: containerd runc containernetworking-plugins iptables buildah gcc)"
+  [ ${#missing[@]} = 0 ] || die "missing ${missing[*]}: run 'make node-tools' (Debian: containerd runc containernetworking-plugins iptables buildah gcc libc6-dev)"
+  # A Pod reaches another on its bridge through a Service only if bridged traffic passes iptables.
+  [ "$(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null)" = 1 ] \
+    || die "Services between Pods need br_netfilter with net.bridge.bridge-nf-call-iptables=1 (modprobe br_netfilter)"
 }
 
 net_up() {
   need
-  if ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
-    if pgrep -f -- "--hostname-override $NODE_NAME" >/dev/null; then
-      die "a real node ($NODE_NAME) runs here already: one real-node test at a time"
-    fi
-    # An earlier run ended without stopping its node (killed): clear what it left.
-    say "removing the network an earlier, unstopped node left ($NODE_BRIDGE, cni0, iptables rules)"
-    clean_network
+  mkdir -p "$CACHE"
+  if [ -f "$OWNER" ]; then
+    local old
+    old=$(cat "$OWNER")
+    pgrep -f -- "$NODE_IP" >/dev/null && die "a real node runs here already (its folder: $old): one at a time"
+    say "the node of $old was never stopped (its run was killed?): stopping what it left"
+    (DIR=$old; mkdir -p "$DIR"; stop)
+  elif iptables -t nat -S KUBE-SERVICES >/dev/null 2>&1; then
+    die "this machine has Service rules (iptables KUBE-SERVICES) of a kube-proxy that is not the test node's; the test node would clash with it"
   fi
+  echo "$DIR" > "$OWNER"
+  local k
+  for k in "${SYSCTLS[@]}"; do echo "$k=$(sysctl -n "$k")"; done > "$SYSCTL_SAVED"
   ip link add "$NODE_BRIDGE" type bridge
   ip addr add "$NODE_IP/32" dev "$NODE_BRIDGE"
   ip link set "$NODE_BRIDGE" up
+  ip route add "$SERVICE_CIDR" dev "$NODE_BRIDGE"
+  iptables -I FORWARD 1 -i "$POD_BRIDGE" ! -o "$POD_BRIDGE" -m comment --comment "$CNI_NETWORK: Pods stay on their bridge" -j DROP
   node_pki
   echo "$NODE_IP"
 }
 
 # The sandbox ("pause") image: images/pause/pause.c, static, alone in an image; cached by its hash.
 sandbox_archive() {
-  local src="$REPO/images/pause/pause.c" sum out
-  sum=$(sha256sum "$src" | cut -c1-12)
-  out="$CACHE/pause-$sum.tar"
+  local src="$REPO/images/pause/pause.c" out
+  out="$CACHE/pause-$PAUSE_SUM.tar"
   if [ ! -s "$out" ]; then
     say "building the sandbox image from images/pause/pause.c"
     local tmp c
@@ -83,6 +108,10 @@ sandbox_archive() {
   fi
   echo "$out"
 }
+
+# Tagged by the source's hash, so a changed pause.c is a new image even in a store that keeps the old.
+PAUSE_SUM=$(sha256sum "$REPO/images/pause/pause.c" | cut -c1-12)
+SANDBOX_IMAGE=localhost/orrery-pause:$PAUSE_SUM
 
 ctr_() { ctr --address "$DIR/containerd.sock" -n k8s.io "$@"; }
 
@@ -141,11 +170,10 @@ start() {
 
   mkdir -p "$DIR/cni" "$STORE" "$DIR/pod-logs"
   cat > "$DIR/cni/10-orrery.conflist" <<CNI
-{"cniVersion": "1.0.0", "name": "orrery-test", "plugins": [
-  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+{"cniVersion": "1.0.0", "name": "$CNI_NETWORK", "plugins": [
+  {"type": "bridge", "bridge": "$POD_BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}],
             "dataDir": "$DIR/cni-ipam"}},
-  {"type": "portmap", "capabilities": {"portMappings": true}},
   {"type": "loopback"}
 ]}
 CNI
@@ -173,7 +201,7 @@ TOML
   containerd --config "$DIR/containerd.toml" > "$DIR/containerd.log" 2>&1 &
   echo $! > "$DIR/containerd.pid"
   wait_for "containerd" 30 ctr_ version || die "containerd did not start: $(tail -5 "$DIR/containerd.log")"
-  ctr_ images check "name==$SANDBOX_IMAGE" 2>/dev/null | grep -q complete || import "$pause"
+  import "$pause"
 
   local node_token proxy_token
   node_token=$(sed -n 's/^\([^,]*\),system:node:.*/\1/p' "$DIR/tokens.csv")
@@ -245,7 +273,7 @@ YAML
 alive() { # component
   local pid
   pid=$(cat "$DIR/$1.pid" 2>/dev/null) || return 1
-  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "$1 "
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--config $DIR/"
 }
 
 stop_component() {
@@ -256,48 +284,76 @@ stop_component() {
   rm -f "$DIR/$1.pid"
 }
 
-# What the node leaves in the machine's network: the sandboxes' namespaces, iptables rules, bridges.
+# What the node leaves in the machine's network: Pods' namespaces, iptables rules, bridges.
 clean_network() {
-  local ns table rule chain
-  # The sandboxes' network namespaces (containerd names them cni-*; only this node makes them).
-  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^cni-/ {print $1}'); do ip netns delete "$ns" 2>/dev/null || true; done
-  # The iptables rules of kube-proxy, the kubelet (KUBE-*) and the CNI plugins (CNI-*): the jumps
-  # to their chains, then the chains.
-  for table in filter nat mangle; do
-    while read -r rule; do
-      eval "iptables -t $table ${rule/#-A/-D}" 2>/dev/null || true
-    done < <(iptables -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j (KUBE|CNI)-' | grep -vE '^-A (KUBE|CNI)-' || true)
-    for chain in $(iptables -t "$table" -S 2>/dev/null | sed -n 's/^-N \(\(KUBE\|CNI\)-.*\)/\1/p'); do
-      iptables -t "$table" -F "$chain" 2>/dev/null || true
-    done
-    for chain in $(iptables -t "$table" -S 2>/dev/null | sed -n 's/^-N \(\(KUBE\|CNI\)-.*\)/\1/p'); do
-      iptables -t "$table" -X "$chain" 2>/dev/null || true
+  local ns ipt table rule chain
+  # Pods' network namespaces (containerd names them cni-*) holding an address of the Pods' range.
+  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^cni-/ {print $1}'); do
+    if ip -n "$ns" -4 addr 2>/dev/null | grep -qF " ${POD_CIDR%.*.*}."; then ip netns delete "$ns" 2>/dev/null || true; fi
+  done
+  rm -f /var/lib/cni/results/"$CNI_NETWORK"-* /var/lib/cni/results/cni-loopback-*
+  # The rules of kube-proxy and the kubelet (KUBE-*; net-up refused to start beside another
+  # kube-proxy, so they are this node's) and the FORWARD rule: the jumps, then the chains.
+  for ipt in iptables ip6tables; do
+    for table in filter nat mangle; do
+      # xargs splits the rule as iptables -S quotes it (comments have spaces).
+      while read -r rule; do
+        xargs "$ipt" -t "$table" <<<"${rule/#-A/-D}" 2>/dev/null || true
+      done < <("$ipt" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | grep -v '^-A KUBE-' || true)
+      for chain in $("$ipt" -t "$table" -S 2>/dev/null | sed -n 's/^-N \(KUBE-.*\)/\1/p'); do
+        "$ipt" -t "$table" -F "$chain" 2>/dev/null || true
+      done
+      for chain in $("$ipt" -t "$table" -S 2>/dev/null | sed -n 's/^-N \(KUBE-.*\)/\1/p'); do
+        "$ipt" -t "$table" -X "$chain" 2>/dev/null || true
+      done
     done
   done
-  ip link delete cni0 2>/dev/null || true
+  while iptables -D FORWARD -i "$POD_BRIDGE" ! -o "$POD_BRIDGE" -m comment --comment "$CNI_NETWORK: Pods stay on their bridge" -j DROP 2>/dev/null; do :; done
+  ip link delete "$POD_BRIDGE" 2>/dev/null || true
   ip link delete "$NODE_BRIDGE" 2>/dev/null || true
 }
 
 stop() {
+  local bin="" m t p k v
+  [ -f "$DIR/bin-path" ] && bin=$(cat "$DIR/bin-path")
+  # Pods first, through the kubelet, as on a cluster: each sandbox is torn down (CNI DEL frees its
+  # namespace and address, its cgroups go). Cordoned, so no replacement lands meanwhile.
+  if alive kubelet && [ -n "$bin" ]; then
+    "$bin/kubectl" --kubeconfig "$DIR/kubeconfig" cordon "$NODE_NAME" >/dev/null 2>&1 || true
+    "$bin/kubectl" --kubeconfig "$DIR/kubeconfig" delete pods -A --field-selector "spec.nodeName=$NODE_NAME" \
+      --grace-period=1 --timeout=60s >/dev/null 2>&1 || true
+  fi
   stop_component kube-proxy
   stop_component kubelet
-  # The kubelet is gone: end every container and sandbox it left, then containerd.
+  # End every container and sandbox left (a Pod the kubelet did not get to), then containerd.
   if alive containerd; then
-    local t
     for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true; done
     sleep 1
     for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$t" >/dev/null 2>&1 || true; done
     for t in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$t" >/dev/null 2>&1 || true; done
   fi
   stop_component containerd
-  pkill -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $DIR/containerd.sock" 2>/dev/null || true
+  # A run that was killed leaves its processes without pid files: they name the folder.
+  pkill -9 -f -- "--config $DIR/" 2>/dev/null || true
+  pkill -9 -f -- "-address $DIR/containerd.sock" 2>/dev/null || true
+  # Whatever still runs in the Pods' cgroups, then the cgroups themselves (deepest first).
+  for p in $(cat /sys/fs/cgroup/pids/kubepods/cgroup.procs /sys/fs/cgroup/pids/kubepods/*/cgroup.procs \
+      /sys/fs/cgroup/pids/kubepods/*/*/cgroup.procs /sys/fs/cgroup/pids/kubepods/*/*/*/cgroup.procs 2>/dev/null); do
+    kill -9 "$p" 2>/dev/null || true
+  done
+  find /sys/fs/cgroup/*/kubepods -depth -type d -exec rmdir {} + 2>/dev/null || true
   # Mounts the kubelet and containerd made (Secret volumes are tmpfs, sandboxes' /dev/shm,
   # overlay roots): unmounted deepest first, so the folder can be removed.
-  local m
   for m in $(awk -v d="$DIR/" -v s="$STORE/" 'index($2, d) == 1 || index($2, s) == 1 {print $2}' /proc/self/mounts | sort -r); do
     umount -l "$m" 2>/dev/null || true
   done
   clean_network
+  # The kernel settings as they were before the kubelet and the bridge plugin changed them.
+  if [ -f "$SYSCTL_SAVED" ]; then
+    while IFS='=' read -r k v; do sysctl -qw "$k=$v" 2>/dev/null || true; done < "$SYSCTL_SAVED"
+    rm -f "$SYSCTL_SAVED"
+  fi
+  [ "$(cat "$OWNER" 2>/dev/null)" = "$DIR" ] && rm -f "$OWNER"
   say "node stopped"
 }
 
